@@ -1,0 +1,3 @@
+from kawa.cli.main import main
+
+main()
