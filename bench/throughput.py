@@ -170,7 +170,7 @@ def process_tree_cpu_seconds(root: int) -> float | None:
     children: dict[int, list[int]] = collections.defaultdict(list)
     for pid, (ppid, _) in stats.items():
         children[ppid].append(pid)
-    total, stack, seen = 0, [root], set()
+    total, stack, seen = 0, [root], set[int]()
     while stack and len(seen) < 10_000:
         pid = stack.pop()
         if pid in seen:
@@ -224,6 +224,7 @@ class Broker:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     data_dir: Path | None = None
+    log_shown: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -491,12 +492,19 @@ def _kafka_common(bootstrap: str) -> dict[str, Any]:
 
 def create_topic(
     bootstrap: str, topic: str, partitions: int, max_message_bytes: int, timeout: float
-) -> None:
+) -> str | None:
+    """Create `topic` with CreateTopics; returns a note when a fallback was needed.
+
+    If CreateTopics fails (broker refuses the config, or the API is broken), the
+    topic is auto-created through a producer Metadata request instead, and the
+    returned note says so (it ends up in the result's `extra`).
+    """
+    from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(_kafka_common(bootstrap))
     config = {"max.message.bytes": str(max_message_bytes)}
-    last: Exception | None = None
+    errors: list[str] = []
     for cfg in (config, {}):  # a broker may refuse the config: retry plain
         futures = admin.create_topics(
             [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=cfg)],
@@ -505,10 +513,22 @@ def create_topic(
         )
         try:
             futures[topic].result(timeout=timeout)
-            return
+            return None if cfg else f"CreateTopics refused the config: {errors[0]}"
         except Exception as exc:  # noqa: BLE001 -- KafkaException wraps the broker's error
-            last = exc
-    raise RuntimeError(f"create topic {topic}: {last}")
+            errors.append(str(exc))
+    note = f"CreateTopics failed ({errors[-1]}); topic auto-created via Metadata"
+    print(f"  warning: {topic}: {note}")
+    producer = Producer({**_kafka_common(bootstrap), "allow.auto.create.topics": True})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            meta = producer.list_topics(topic, timeout=min(5.0, timeout)).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                if len(meta.partitions) < partitions:
+                    note += f" with only {len(meta.partitions)} partition(s)"
+                return note
+        time.sleep(0.2)
+    raise RuntimeError(f"create topic {topic}: {'; '.join(errors)}; auto-create also failed")
 
 
 def _producer_config(
@@ -614,7 +634,7 @@ def kafka_consume(
                     first_error = first_error or str(err)
                     continue
                 got += 1
-                payload += len(msg.value())
+                payload += len(msg.value() or b"")
         elapsed = time.perf_counter() - start
         cpu1 = broker.cpu()
         result.extra["client_cpu_s"] = client_cpu_seconds() - client0
@@ -653,7 +673,7 @@ def _kafka_latency_consumer(
             if msg.error() is not None:
                 errors += 1
                 continue
-            (sent_ns,) = struct.unpack_from(">q", msg.value())
+            (sent_ns,) = struct.unpack_from(">q", msg.value() or bytes(8))
             if sent_ns == 0:  # warm-up message: the consumer is fetching
                 ready.set()
                 continue
@@ -719,7 +739,7 @@ def _paced_run(
     child: Any,
     broker: Broker,
     send: Callable[[bytes], None],
-    poll: Callable[[], None],
+    poll: Callable[[], object],
     flush: Callable[[float], int],
     failures: list[int],
 ) -> Result:
@@ -863,7 +883,7 @@ def build_produce_frame(
     from kio.serial import entity_writer
     from kio.static.primitive import Records, i16, i32, i32Timedelta
 
-    req_cls = load_request_schema(0, version)
+    req_cls: Any = load_request_schema(0, version)
     mod = _sys.modules[req_cls.__module__]
     header_cls = req_cls.__header_schema__
     request = req_cls(
@@ -897,7 +917,7 @@ def _produce_error_codes(body: bytes, version: int) -> list[int]:
     from kio.index import load_response_schema
     from kio.serial import entity_reader
 
-    resp_cls = load_response_schema(0, version)
+    resp_cls: Any = load_response_schema(0, version)
     decoded = entity_reader(resp_cls)(body, 4)
     response = decoded[0] if isinstance(decoded, tuple) else decoded
     return [int(p.error_code) for t in response.responses for p in t.partition_responses]
@@ -1317,8 +1337,10 @@ def run_guarded(
     for r in produced:
         results.append(r)
         print("  " + progress_line(r))
-        if not r.ok and broker.log_path is not None and not broker.alive():
-            print("  broker log tail:\n" + _indent(broker.log_tail(), "    "))
+        if not r.ok and broker.log_path is not None and not broker.log_shown:
+            broker.log_shown = True  # once per broker: the first failure is the telling one
+            print(f"  {broker.name} log tail ({broker.log_path}):")
+            print(_indent(broker.log_tail(25), "    "))
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -1338,6 +1360,12 @@ def progress_line(r: Result) -> str:
     return "  ".join(parts)
 
 
+def _noted(note: str | None, result: Result) -> Result:
+    if note:
+        result.extra["topic_note"] = note
+    return result
+
+
 def run_kafka_workloads(
     broker: Broker, args: argparse.Namespace, results: list[Result], disk_mib_s: float | None
 ) -> None:
@@ -1353,7 +1381,7 @@ def run_kafka_workloads(
         topic = f"bench-{wl}-{tag}"
         label = f"{fmt_size(size)} × {count}"
         try:
-            create_topic(broker.bootstrap, topic, 1, max_bytes, min(t, 30))
+            note = create_topic(broker.bootstrap, topic, 1, max_bytes, min(t, 30))
         except Exception as exc:  # noqa: BLE001 -- a failed phase must not stop the run
             for phase in ("produce", "consume"):
                 results.append(
@@ -1363,22 +1391,32 @@ def run_kafka_workloads(
             continue
         for phase, fn in (("produce", kafka_produce), ("consume", kafka_consume)):
             run_guarded(
-                results, broker, f"{phase}_{wl}", f"{phase} {label}",
-                functools.partial(fn, broker, topic, count, size, t, f"{phase} {label}", f"{phase}_{wl}"),
-            )  # fmt: skip
+                results,
+                broker,
+                f"{phase}_{wl}",
+                f"{phase} {label}",
+                functools.partial(
+                    fn, broker, topic, count, size, t, f"{phase} {label}", f"{phase}_{wl}"
+                ),
+            )
+            if note:
+                results[-1].extra["topic_note"] = note  # fmt: skip
     if "latency" in args.workloads:
         topic = f"bench-latency-{tag}"
 
         def latency() -> Result:
-            create_topic(broker.bootstrap, topic, 1, max_bytes, min(t, 30))
-            return kafka_latency(
-                broker,
-                topic,
-                args.latency_rate,
-                args.latency_seconds,
-                args.latency_size,
-                args.latency_linger_ms,
-                t,
+            note = create_topic(broker.bootstrap, topic, 1, max_bytes, min(t, 30))
+            return _noted(
+                note,
+                kafka_latency(
+                    broker,
+                    topic,
+                    args.latency_rate,
+                    args.latency_seconds,
+                    args.latency_size,
+                    args.latency_linger_ms,
+                    t,
+                ),
             )
 
         run_guarded(results, broker, "latency", "latency", latency)
@@ -1386,8 +1424,10 @@ def run_kafka_workloads(
         topic = f"bench-ingest-{tag}"
 
         def ingest() -> Result:
-            create_topic(broker.bootstrap, topic, args.ingest_partitions, max_bytes, min(t, 30))
-            return raw_ingest(broker, args, topic, disk_mib_s)
+            note = create_topic(
+                broker.bootstrap, topic, args.ingest_partitions, max_bytes, min(t, 30)
+            )
+            return _noted(note, raw_ingest(broker, args, topic, disk_mib_s))
 
         run_guarded(results, broker, "ingest", "ingest", ingest)
 
@@ -1482,8 +1522,8 @@ def render_tables(
 ) -> str:
     """Markdown: one side-by-side table of every workload/metric, then the targets."""
     labels: dict[str, str] = {}
-    for r in results:
-        labels.setdefault(r.workload, r.label)
+    for res in results:
+        labels.setdefault(res.workload, res.label)
     order = [
         "produce_small",
         "consume_small",
@@ -1545,7 +1585,7 @@ def render_tables(
             vals: dict[str, float | None] = {}
             cells: list[str] = []
             for b in brokers:
-                r = per.get(b)
+                r: Result | None = per.get(b)
                 if r is None:
                     vals[b] = None
                     cells.append("–")
@@ -1820,6 +1860,12 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts(started)
     json_path, md_path = write_results(args, facts, disk, results, targets, table)
     print(f"\nwrote {json_path}\n      {md_path}")
+    for name in {r.broker for r in results if not r.ok}:
+        log = work / f"{name}.log"
+        if log.exists():  # keep the evidence: the work dir is removed below
+            saved = json_path.with_name(f"{json_path.stem}-{name}.log")
+            saved.write_text("\n".join(log.read_text(errors="replace").splitlines()[-500:]) + "\n")
+            print(f"      {saved} (last 500 lines of the {name} log)")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if all(r.ok for r in results) else 1
 

@@ -178,16 +178,13 @@ class Connection(asyncio.Protocol):
         try:
             flexible = api.request_header_flexible(api_key, api_version)
             header, used = api.read_request_header(frame, flexible)
-            request, body_size = api.request_reader(api_key, api_version)(frame, used)
-            end = used + body_size
+            request, _ = api.request_reader(api_key, api_version)(frame, used)
         except Exception as e:  # kio raises several types for bad input
             raise ProtocolViolation(
                 f"cannot decode API key {api_key} v{api_version}: {type(e).__name__}: {e}"
             ) from None
-        if end != len(frame):
-            raise ProtocolViolation(
-                f"API key {api_key} v{api_version}: {len(frame) - end} trailing bytes"
-            )
+        # Trailing bytes are ignored, as Kafka's own parser does: librdkafka
+        # sends fields in Metadata v12 that the schema no longer has.
         self._enqueue(slot)
         context = RequestContext(
             self.broker, api_key, api_version, correlation_id, header.client_id, self.peer

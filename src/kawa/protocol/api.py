@@ -135,6 +135,7 @@ def build(cls: type, **values: Any) -> Any:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def nested(cls: type, name: str) -> type:
-    """A nested entity class of the module that defines `cls` (same version)."""
-    return getattr(sys.modules[cls.__module__], name)  # type: ignore[no-any-return]
+def nested(cls: type, name: str) -> Any:
+    """A nested entity class of the module that defines `cls` (same version),
+    or None when this version has no such entity."""
+    return getattr(sys.modules[cls.__module__], name, None)

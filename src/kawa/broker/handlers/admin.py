@@ -79,7 +79,9 @@ def handle_create_topics(context: RequestContext, request: Any) -> Any:
                         is_sensitive=False,
                     )
                     for k, v in sorted(effective.items())
-                ),
+                )
+                if config_cls is not None
+                else (),
             )
         )
     return api.build(cls, topics=tuple(results))

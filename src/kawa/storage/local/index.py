@@ -49,7 +49,7 @@ def _u32_pairs(data: bytes) -> array[int]:
 class OffsetIndex:
     """Relative offset -> file position, held in two parallel arrays (4 bytes/entry each)."""
 
-    __slots__ = ("rel_offsets", "positions")
+    __slots__ = ("positions", "rel_offsets")
 
     def __init__(self) -> None:
         self.rel_offsets: array[int] = array("I")
@@ -104,7 +104,7 @@ class OffsetIndex:
 class TimeIndex:
     """Running max timestamp -> relative offset of the batch that first reached it."""
 
-    __slots__ = ("timestamps", "rel_offsets")
+    __slots__ = ("rel_offsets", "timestamps")
 
     def __init__(self) -> None:
         self.timestamps: array[int] = array("q")

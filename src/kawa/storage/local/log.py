@@ -48,8 +48,9 @@ class LocalLog:
     file descriptor closing; it is never held across I/O.
     """
 
-    def __init__(self, directory: Path, config: LogConfig, segments: list[Segment],
-                 log_start_offset: int) -> None:
+    def __init__(
+        self, directory: Path, config: LogConfig, segments: list[Segment], log_start_offset: int
+    ) -> None:
         assert segments
         self.directory = directory
         self.config = config
@@ -61,7 +62,7 @@ class LocalLog:
         self._synced_end = self._end
         self._size_bytes = sum(s.size for s in segments)
         self._lock = threading.Lock()
-        self._syncing = False
+        self._syncing = 0  # sync() calls in flight: close() may run one beside the worker's
         self._deferred_closes: list[Segment] = []
         self._closed = False
         self._check_invariants()
@@ -73,9 +74,7 @@ class LocalLog:
         directory.mkdir(parents=True, exist_ok=True)
         for leftover in directory.glob("*.tmp"):
             leftover.unlink()  # an atomic write that did not finish
-        bases = sorted(
-            int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if p.stem.isdigit()
-        )
+        bases = sorted(int(p.stem) for p in directory.glob("*" + LOG_SUFFIX) if p.stem.isdigit())
         for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
             for path in directory.glob("*" + suffix):
                 if not path.stem.isdigit() or int(path.stem) not in bases:
@@ -107,7 +106,9 @@ class LocalLog:
                 # As Kafka does: everything left lies below the start anyway.
                 logger.warning(
                     "%s: log start offset %d is past the recovered log end %d; starting empty",
-                    directory, start, segments[-1].end_offset,
+                    directory,
+                    start,
+                    segments[-1].end_offset,
                 )
                 for segment in segments:
                     segment.close()
@@ -195,13 +196,15 @@ class LocalLog:
             # durable segments) before this point, so one fsync covers it.
             fd = self._segments[-1].fd
             end = self._end
-            self._syncing = True
+            self._syncing += 1
         try:
             os.fdatasync(fd)
         finally:
             with self._lock:
-                self._syncing = False
-                deferred, self._deferred_closes = self._deferred_closes, []
+                self._syncing -= 1
+                deferred: list[Segment] = []
+                if not self._syncing:
+                    deferred, self._deferred_closes = self._deferred_closes, []
             for segment in deferred:
                 segment.close()
         with self._lock:
@@ -271,9 +274,7 @@ class LocalLog:
             cutoff = now_ms - config.retention_ms
             freed += self._drop_front(lambda s: s.max_timestamp < cutoff)
         if config.retention_bytes >= 0:
-            freed += self._drop_front(
-                lambda s: self._size_bytes - s.size >= config.retention_bytes
-            )
+            freed += self._drop_front(lambda s: self._size_bytes - s.size >= config.retention_bytes)
         return freed
 
     def _drop_front(self, condition) -> int:  # type: ignore[no-untyped-def]

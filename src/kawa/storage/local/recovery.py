@@ -83,6 +83,7 @@ def recover_segment(
             logger.info("%s: rebuilding indexes (%s)", path, why)
             segment = Segment(directory, base_offset, fd)
             checked, _ = _rescan(segment, interval_bytes, last=False)
+            segment.finish_time_index()
             _write_indexes(segment, only_if_changed=False)
             return SegmentRecovery(segment, batches_checked=checked, indexes_rebuilt=1)
     except BaseException:
@@ -94,6 +95,9 @@ def _recover_active(segment: Segment, interval_bytes: int) -> SegmentRecovery:
     segment.track_batches()
     checked, truncated = _rescan(segment, interval_bytes, last=True)
     rebuilt = _write_indexes(segment, only_if_changed=True)
+    # What a crashed process wrote may still sit in the page cache only; the
+    # high watermark starts at the recovered end, so make it durable first.
+    os.fdatasync(segment.fd)
     # Open the index files for appending only now that they match the log.
     segment.activate(rewrite_indexes=False)
     if segment.size:
@@ -125,7 +129,9 @@ def _rescan(segment: Segment, interval_bytes: int, *, last: bool) -> tuple[int, 
     except _BadBatch as bad:
         assert bad.position == segment.size
         if not last:
-            raise LogCorrupted(f"{path}: corrupt batch at byte {bad.position}: {bad.reason}") from None
+            raise LogCorrupted(
+                f"{path}: corrupt batch at byte {bad.position}: {bad.reason}"
+            ) from None
         following = valid_batch_after(fd, bad.position, file_size)
         if following is not None:
             raise LogCorrupted(
@@ -135,7 +141,10 @@ def _rescan(segment: Segment, interval_bytes: int, *, last: bool) -> tuple[int, 
         truncated = file_size - bad.position
         logger.warning(
             "%s: truncating %d bytes of torn tail at byte %d (%s)",
-            path, truncated, bad.position, bad.reason,
+            path,
+            truncated,
+            bad.position,
+            bad.reason,
         )
         os.ftruncate(fd, bad.position)
         os.fsync(fd)

@@ -118,9 +118,7 @@ class Segment:
         which recovery and time retention rely on.
         """
         assert self._index_fd is not None and self._timeindex_fd is not None
-        final = self.time_index.maybe_append(
-            self.max_timestamp, self.offset_of_max_timestamp - self.base_offset
-        )
+        final = self.finish_time_index()
         if final:
             _write_all(self._timeindex_fd, final)
         os.fdatasync(self.fd)
@@ -130,6 +128,12 @@ class Segment:
         os.close(self._timeindex_fd)
         self._index_fd = self._timeindex_fd = None
         self.batch_bases = self.batch_positions = None
+
+    def finish_time_index(self) -> bytes:
+        """Make the last time index entry the segment's max timestamp (done when sealing)."""
+        return self.time_index.maybe_append(
+            self.max_timestamp, self.offset_of_max_timestamp - self.base_offset
+        )
 
     def close_index_fds(self) -> None:
         for fd in (self._index_fd, self._timeindex_fd):
