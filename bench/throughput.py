@@ -551,6 +551,10 @@ def _consumer_config(bootstrap: str, group: str, record_size: int) -> dict[str, 
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "receive.message.max.bytes": max(100_000_000, 2 * record_size + 64 * KIB),
+        # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1000) once its
+        # local queue holds queued.min.messages (100000): a broker that answers faster
+        # than Python drains the queue would be charged a whole idle second.
+        "fetch.queue.backoff.ms": 10,
     }
 
 
@@ -1334,6 +1338,10 @@ def run_guarded(
             produced = (Result(broker.name, workload, label).fail(f"{type(exc).__name__}: {exc}"),)
             if os.environ.get("BENCH_DEBUG"):
                 print(tb)
+    if not broker.alive() and broker.proc is not None:
+        for r in produced:
+            if not r.ok and "exited" not in (r.error or ""):
+                r.error = f"{r.error} [broker process exited, code {broker.proc.returncode}]"
     for r in produced:
         results.append(r)
         print("  " + progress_line(r))
@@ -1469,7 +1477,8 @@ def _num(v: float | None, digits: int = 0) -> str:
 def _ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.2f}×"
+    x = a / b
+    return f"{x:.2f}×" if x >= 0.1 else f"{x:.2g}×"
 
 
 def _verdict(ok: bool | None) -> str:
@@ -1549,26 +1558,26 @@ def render_tables(
         per = {b: _get(results, b, wl) for b in brokers}
         if wl == "latency":
             metrics: list[tuple[str, Callable[[Result], float | None], int, bool]] = [
-                ("p50 ms", lambda r: r.p50_ms, 2, False),
-                ("p99 ms", lambda r: r.p99_ms, 2, False),
-                ("max ms", lambda r: r.max_ms, 2, False),
+                ("p50 ms", lambda r: r.p50_ms, 2, True),
+                ("p99 ms", lambda r: r.p99_ms, 2, True),
+                ("max ms", lambda r: r.max_ms, 2, True),
                 ("msgs", lambda r: float(r.messages), 0, False),
-                ("broker CPU s", lambda r: r.broker_cpu_s, 2, False),
+                ("broker CPU s", lambda r: r.broker_cpu_s, 2, True),
             ]
         elif wl == "ingest":
             metrics = [
                 ("MiB/s", lambda r: r.mib_per_s, 1, True),
                 ("msg/s", lambda r: r.msgs_per_s, 0, True),
-                ("÷ disk limit", lambda r: r.extra.get("vs_disk"), 2, True),
-                ("request p99 ms", lambda r: r.extra.get("request_p99_ms"), 1, False),
-                ("broker CPU s", lambda r: r.broker_cpu_s, 2, False),
+                ("÷ disk limit", lambda r: r.extra.get("vs_disk"), 2, False),
+                ("request p99 ms", lambda r: r.extra.get("request_p99_ms"), 1, True),
+                ("broker CPU s", lambda r: r.broker_cpu_s, 2, True),
                 ("client CPU s", lambda r: r.extra.get("client_cpu_s"), 2, False),
             ]
         else:
             metrics = [
                 ("msg/s", lambda r: r.msgs_per_s, 0, True),
                 ("MB/s", lambda r: r.mb_per_s, 1, True),
-                ("broker CPU s", lambda r: r.broker_cpu_s, 2, False),
+                ("broker CPU s", lambda r: r.broker_cpu_s, 2, True),
                 (
                     "CPU µs/msg",
                     lambda r: (
@@ -1577,11 +1586,11 @@ def render_tables(
                         else None
                     ),
                     1,
-                    False,
+                    True,
                 ),
                 ("client CPU s", lambda r: r.extra.get("client_cpu_s"), 2, False),
             ]
-        for i, (name, get, digits, _higher_better) in enumerate(metrics):
+        for i, (name, get, digits, show_ratio) in enumerate(metrics):
             vals: dict[str, float | None] = {}
             cells: list[str] = []
             for b in brokers:
@@ -1595,7 +1604,7 @@ def render_tables(
                 else:
                     vals[b] = get(r) if r.ok or name.endswith("CPU s") else None
                     cells.append(_num(vals[b], digits))
-            ratios = [_ratio(vals.get("kawa"), vals.get(p)) for p in peers]
+            ratios = [_ratio(vals.get("kawa"), vals.get(p)) if show_ratio else "" for p in peers]
             rows.append(
                 [
                     labels[wl] if i == 0 else "",

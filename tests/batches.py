@@ -70,9 +70,7 @@ def make_batch(
     assert records, "a batch holds at least one record"
     deltas = timestamp_deltas or [0] * len(records)
     assert len(deltas) == len(records)
-    body = b"".join(
-        encode_record(value, i, deltas[i]) for i, value in enumerate(records)
-    )
+    body = b"".join(encode_record(value, i, deltas[i]) for i, value in enumerate(records))
     after_crc = (
         _HEADER_AFTER_CRC.pack(
             attributes,

@@ -289,9 +289,11 @@ def run_kcat(args: Sequence[str], input: bytes | None = None,
 
 # --------------------------------------------------------------------------- payloads
 def sample_records(n: int, prefix: str = "r", with_headers: bool = True,
-                   ts_step: int = 1, partitions: int | None = None) -> list[Rec]:
+                   ts_step: int = 1, partitions: int | None = None,
+                   null_header_values: bool = True) -> list[Rec]:
     """Deterministic, varied records: keys, null/empty keys and values, headers
-    (incl. duplicate names and null values), distinct explicit timestamps."""
+    (incl. duplicate names and null values), distinct explicit timestamps.
+    ``partitions``: spread round-robin over that many; None leaves it to the partitioner."""
     out = []
     for i in range(n):
         if i % 97 == 5:
@@ -308,7 +310,8 @@ def sample_records(n: int, prefix: str = "r", with_headers: bool = True,
             value = f"{prefix}-v{i}-".encode() + bytes([i % 256]) * (i % 50)
         headers: tuple = ()
         if with_headers and i % 3 == 0:
-            headers = (("h1", f"a{i}".encode()), ("h2", None), ("h1", b"dup"))
+            headers = (("h1", f"a{i}".encode()), ("h2", None if null_header_values else b""),
+                       ("h1", b"dup"))
         elif with_headers and i % 3 == 1:
             headers = (("trace-id", uuid.UUID(int=i).bytes),)
         part = None if partitions is None else i % partitions

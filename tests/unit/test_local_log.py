@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from batches import make_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,9 +16,6 @@ from kawa.protocol.recordbatch import peek_offset_and_size, read_header, split_b
 from kawa.storage.local.log import LocalLog
 from kawa.storage.log import LogConfig, LogCorrupted, OffsetOutOfRange
 from kawa.storage.memory import MemoryLog
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from batches import make_batch  # noqa: E402
 
 SMALL = LogConfig(segment_bytes=4096, index_interval_bytes=256)
 T0 = 1_700_000_000_000
@@ -51,7 +48,9 @@ def split(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def read_all(log: LocalLog | MemoryLog, offset: int | None = None, max_bytes: int = 1 << 20) -> bytes:
+def read_all(
+    log: LocalLog | MemoryLog, offset: int | None = None, max_bytes: int = 1 << 20
+) -> bytes:
     """Everything from `offset` to the high watermark, by repeated reads."""
     offset = log.log_start_offset if offset is None else offset
     out = bytearray()
@@ -82,6 +81,25 @@ def fill(log: LocalLog, count: int, records: int = 3, size: int = 50) -> bytes:
 
 def log_files(path: Path) -> list[str]:
     return sorted(p.name for p in path.glob("*.log"))
+
+
+def test_make_batch_decodes_with_an_independent_reader() -> None:
+    from kio.records.readers import read_batch
+
+    raw = make_batch(
+        [b"hello", b"", b"x" * 300],
+        base_timestamp_ms=T0,
+        timestamp_deltas=[0, 5, 2],
+        producer_id=7,
+        producer_epoch=1,
+        base_sequence=3,
+    )
+    decoded, size = read_batch(bytes(raw), 0)  # checks the CRC and every record length
+    assert size == len(raw)
+    assert [r.value for r in decoded.records] == [b"hello", b"", b"x" * 300]
+    assert [r.offset for r in decoded.records] == [0, 1, 2]
+    assert decoded.max_timestamp == T0 + 5 and decoded.producer_id == 7
+    assert decoded.base_sequence == 3 and decoded.producer_epoch == 1
 
 
 # -- append and read ---------------------------------------------------------------
@@ -437,6 +455,75 @@ def test_delete_removes_files(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_start_offset_file_honoured_at_open(tmp_path: Path) -> None:
+    """A crash between persisting the start and unlinking segments: open finishes the job."""
+    log = open_log(tmp_path)
+    stored = fill(log, 60)
+    log.close()
+    segments = log_files(tmp_path)
+    (tmp_path / "log-start-offset").write_text("100\n")
+    log = open_log(tmp_path)
+    assert log.log_start_offset == 100
+    kept = log_files(tmp_path)
+    assert kept == segments[len(segments) - len(kept) :] and int(kept[0][:-4]) <= 100
+    assert len(kept) < len(segments)
+    assert read_all(log) == b"".join(raw for base, raw in split(stored) if base + 3 > 100)
+    log.close()
+    (tmp_path / "log-start-offset").write_text("garbage")
+    with pytest.raises(LogCorrupted, match="log-start-offset"):
+        LocalLog.open(tmp_path, SMALL)
+
+
+def test_segment_ms_rolls_on_append(tmp_path: Path) -> None:
+    log = open_log(tmp_path, LogConfig(segment_ms=0))
+    stored = fill(log, 5)
+    assert len(log_files(tmp_path)) == 5
+    log.close()
+    log = open_log(tmp_path, LogConfig(segment_ms=0))
+    assert read_all(log) == stored
+    log.close()
+
+
+def test_index_write_failure_rewritten_on_seal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ENOSPC on an index file (a real /dev/full) loses no entries: seal rewrites them."""
+    log = open_log(tmp_path)
+    active = log._segments[-1]
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        assert active._index_fd is not None and active._timeindex_fd is not None
+        os.dup2(full, active._index_fd)
+        os.dup2(full, active._timeindex_fd)
+    finally:
+        os.close(full)
+    with caplog.at_level(logging.WARNING, logger="kawa.storage"):
+        stored = fill(log, 60)  # rolls: the first segment is sealed with dirty indexes
+    assert "index write failed" in caplog.text
+    log.close()
+    log, report = LocalLog.open(tmp_path, SMALL)
+    assert report.indexes_rebuilt == 0  # the sealed segment's rewritten indexes were trusted
+    assert read_all(log) == stored
+    log.close()
+
+
+def test_failed_write_that_cannot_be_undone_fails_the_log(tmp_path: Path) -> None:
+    log = open_log(tmp_path, LogConfig())
+    stored = fill(log, 3)
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC; ftruncate: EINVAL
+    os.dup2(full, log._segments[-1].fd)
+    os.close(full)
+    with pytest.raises(OSError):
+        append(log, batch())
+    with pytest.raises(OSError, match="failed earlier"):
+        append(log, batch())
+    with pytest.raises(OSError, match="failed earlier"):
+        log.sync()
+    assert log.log_end_offset == log.high_watermark == 9
+    log.close()
+    assert (tmp_path / "00000000000000000000.log").read_bytes() == stored
+
+
 def test_open_creates_directory_and_empty_log(tmp_path: Path) -> None:
     log, report = LocalLog.open(tmp_path / "a" / "b", SMALL)
     assert report.segments == 1 and report.batches_checked == 0
@@ -448,7 +535,34 @@ def test_open_creates_directory_and_empty_log(tmp_path: Path) -> None:
 # -- properties --------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sizes=st.lists(st.integers(0, 2000), min_size=1, max_size=12), cut=st.floats(0, 1))
+def test_crash_at_any_byte_keeps_whole_batches(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], cut: float
+) -> None:
+    """A crash can leave the active segment cut anywhere: recovery keeps exactly the whole batches."""
+    path = tmp_path_factory.mktemp("cut")
+    log = open_log(path, LogConfig(index_interval_bytes=300))
+    stored = b"".join(append(log, batch(2, size, tag=i))[1] for i, size in enumerate(sizes))
+    log.close()
+    keep = int(len(stored) * cut)
+    os.truncate(path / "00000000000000000000.log", keep)
+    boundaries = [0]
+    for _, raw in split(stored):
+        boundaries.append(boundaries[-1] + len(raw))
+    whole = max(b for b in boundaries if b <= keep)
+    log, report = LocalLog.open(path, LogConfig(index_interval_bytes=300))
+    assert report.truncated_bytes == keep - whole
+    assert read_all(log) == stored[:whole]
+    assert log.log_end_offset == 2 * boundaries.index(whole)
+    log.close()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     ops=st.lists(
         st.one_of(

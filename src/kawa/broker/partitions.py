@@ -63,6 +63,7 @@ class Partition:
         # Set when the log could not be opened (corruption): the partition
         # answers KAFKA_STORAGE_ERROR instead of serving wrong data.
         self.error = error
+        self.closed = False
         self.producers = ProducerStateTable(config.producers_per_partition_max)
         self._durability = config.durability
         self._waiters: set[asyncio.Future[None]] = set()
@@ -96,6 +97,7 @@ class Partition:
                 future.set_result(None)
 
     def close(self) -> None:
+        self.closed = True
         if self.group_commit is not None:
             self.group_commit.close()
         self.wake_waiters()

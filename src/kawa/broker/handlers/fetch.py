@@ -79,9 +79,11 @@ def _read(wanted: list[_WantedTopic], max_bytes: int) -> tuple[list[TopicFetch],
         partitions: list[PartitionFetch] = []
         for w in topic.partitions:
             partition_log = w.partition.log if w.partition is not None else None
-            if partition_log is None:
+            if partition_log is None or w.partition.closed:  # type: ignore[union-attr]
+                # closed: the topic was deleted while this fetch waited.
+                error = w.error or ErrorCode.unknown_topic_or_partition
                 any_error = True
-                partitions.append(PartitionFetch(w.index, w.error, -1, -1, (), 0))
+                partitions.append(PartitionFetch(w.index, error, -1, -1, (), 0))
                 continue
             high_watermark = partition_log.high_watermark
             start = partition_log.log_start_offset

@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kawa.protocol.recordbatch import BatchHeader, set_base_offset
@@ -65,6 +65,9 @@ class LocalLog:
         self._syncing = 0  # sync() calls in flight: close() may run one beside the worker's
         self._deferred_closes: list[Segment] = []
         self._closed = False
+        # An fsync error may have dropped dirty pages (Linux marks them clean),
+        # so a later fsync could succeed without the data: refuse to continue.
+        self._failed: OSError | None = None
         self._check_invariants()
 
     # -- opening -----------------------------------------------------------------
@@ -147,6 +150,7 @@ class LocalLog:
 
     def append(self, batches: bytearray, headers: Sequence[BatchHeader]) -> int:
         assert not self._closed
+        self._raise_if_failed()
         assert headers, "append needs at least one batch"
         assert sum(h.size_bytes for h in headers) == len(batches), "headers must cover the bytes"
         first = self._end
@@ -157,7 +161,11 @@ class LocalLog:
             or active.age_ms(time.time() * 1000) >= self.config.segment_ms
             or first + span - 1 - active.base_offset > _MAX_RELATIVE_OFFSET
         ):
-            self._roll()
+            try:
+                self._roll()
+            except OSError as exc:
+                self._fail(exc)
+                raise
             active = self._segments[-1]
         position = 0
         offset = first
@@ -165,7 +173,14 @@ class LocalLog:
             set_base_offset(batches, position, offset)
             position += header.size_bytes
             offset += header.last_offset_delta + 1
-        active.append(batches, headers, self.config.index_interval_bytes)
+        try:
+            active.append(batches, headers, self.config.index_interval_bytes)
+        except OSError as exc:
+            # The segment cut a failed write back off; if it could not, the
+            # log now holds a torn batch that later appends would bury.
+            if os.fstat(active.fd).st_size != active.size:
+                self._fail(exc)
+            raise
         assert active.end_offset == offset == first + span
         with self._lock:
             self._end = offset
@@ -189,6 +204,7 @@ class LocalLog:
             self._bases.append(new.base_offset)
 
     def sync(self) -> int:
+        self._raise_if_failed()
         with self._lock:
             if self._closed or self._end == self._synced_end:
                 return self._synced_end
@@ -199,6 +215,9 @@ class LocalLog:
             self._syncing += 1
         try:
             os.fdatasync(fd)
+        except OSError as exc:
+            self._fail(exc)
+            raise
         finally:
             with self._lock:
                 self._syncing -= 1
@@ -210,6 +229,17 @@ class LocalLog:
         with self._lock:
             self._synced_end = max(self._synced_end, end)
         return end
+
+    def _fail(self, error: OSError) -> None:
+        logger.error("%s: I/O error, refusing further appends and syncs: %s", self.directory, error)
+        with self._lock:
+            self._failed = self._failed or error
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise OSError(
+                self._failed.errno, f"{self.directory}: log failed earlier: {self._failed}"
+            )
 
     def publish(self, durable_end_offset: int) -> None:
         assert self._high_watermark <= durable_end_offset <= self._end
@@ -277,7 +307,7 @@ class LocalLog:
             freed += self._drop_front(lambda s: self._size_bytes - s.size >= config.retention_bytes)
         return freed
 
-    def _drop_front(self, condition) -> int:  # type: ignore[no-untyped-def]
+    def _drop_front(self, condition: Callable[[Segment], bool]) -> int:
         """Delete the oldest non-active, fully visible segments while `condition` holds."""
         freed = 0
         # Bounded: removes one segment per iteration and keeps the active one.
@@ -308,7 +338,10 @@ class LocalLog:
     def close(self) -> None:
         if self._closed:
             return
-        self.sync()
+        try:
+            self.sync()
+        except OSError as exc:
+            logger.error("%s: final sync failed on close: %s", self.directory, exc)
         with self._lock:
             self._closed = True
             segments, deferred = self._segments + self._deferred_closes, self._syncing

@@ -10,6 +10,7 @@ non-active segment is durable and recovery can trust it.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import time
 from array import array
@@ -23,7 +24,9 @@ from kawa.protocol.recordbatch import (
     peek_offset_and_size,
     read_header,
 )
-from kawa.storage.local.index import NO_TIMESTAMP, OffsetIndex, TimeIndex
+from kawa.storage.local.index import NO_TIMESTAMP, OffsetIndex, TimeIndex, write_atomically
+
+logger = logging.getLogger("kawa.storage")
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -76,6 +79,7 @@ class Segment:
         self.batch_positions: array[int] | None = None
         self._index_fd: int | None = None
         self._timeindex_fd: int | None = None
+        self._indexes_dirty = False  # an index file write failed: rewrite on seal
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -119,14 +123,22 @@ class Segment:
         """
         assert self._index_fd is not None and self._timeindex_fd is not None
         final = self.finish_time_index()
-        if final:
-            _write_all(self._timeindex_fd, final)
         os.fdatasync(self.fd)
-        os.fsync(self._index_fd)
-        os.fsync(self._timeindex_fd)
-        os.close(self._index_fd)
-        os.close(self._timeindex_fd)
-        self._index_fd = self._timeindex_fd = None
+        if not self._indexes_dirty:
+            try:
+                if final:
+                    _write_all(self._timeindex_fd, final)
+                os.fsync(self._index_fd)
+                os.fsync(self._timeindex_fd)
+            except OSError as exc:
+                logger.warning("%s: index write failed (%s); rewriting it", self.index_path, exc)
+                self._indexes_dirty = True
+        if self._indexes_dirty:
+            write_atomically(self.index_path, self.offset_index.to_bytes())
+            write_atomically(self.timeindex_path, self.time_index.to_bytes())
+        # State changes only once the I/O succeeded: a failed seal leaves an active segment.
+        self.close_index_fds()
+        self._indexes_dirty = False
         self.batch_bases = self.batch_positions = None
 
     def finish_time_index(self) -> bytes:
@@ -206,10 +218,16 @@ class Segment:
             index_bytes += index_entry
             time_bytes += time_entry
         assert self.size == start + len(data), "headers must describe every byte written"
-        if index_bytes:
-            _write_all(self._index_fd, index_bytes)
-        if time_bytes:
-            _write_all(self._timeindex_fd, time_bytes)
+        try:
+            if index_bytes:
+                _write_all(self._index_fd, index_bytes)
+            if time_bytes:
+                _write_all(self._timeindex_fd, time_bytes)
+        except OSError as exc:
+            # The batches are stored, so the append stands. Indexes are derived
+            # data: the in-memory ones are complete and get written whole on seal.
+            logger.warning("%s: index write failed (%s)", self.index_path, exc)
+            self._indexes_dirty = True
 
     # -- reading -----------------------------------------------------------------
 
