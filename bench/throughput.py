@@ -479,6 +479,28 @@ def measure_disk(
     }
 
 
+class DiskLimit:
+    """The disk probe, run once, lazily: right before the first ingest phase."""
+
+    def __init__(self, directory: Path, seconds: float) -> None:
+        self.directory = directory
+        self.seconds = seconds
+        self.result: dict[str, Any] | None = None
+
+    def measure(self) -> dict[str, Any]:
+        if self.result is None:
+            print(
+                f"  disk: {fmt_size(MIB)} write + fsync for {self.seconds:g} s in {self.directory}"
+            )
+            self.result = measure_disk(self.directory, self.seconds)
+            r = self.result
+            print(
+                f"  disk: {r['mib_per_s']:.1f} MiB/s "
+                f"(fsync p50 {r['fsync_p50_ms']:.2f} ms, p99 {r['fsync_p99_ms']:.2f} ms)"
+            )
+        return self.result
+
+
 # --------------------------------------------------------------------------- kafka
 
 
@@ -502,7 +524,7 @@ def create_topic(
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(_kafka_common(bootstrap))
+    admin = AdminClient({**_kafka_common(bootstrap), "log_level": 5})  # no BGQUEUE info line
     config = {"max.message.bytes": str(max_message_bytes)}
     errors: list[str] = []
     for cfg in (config, {}):  # a broker may refuse the config: retry plain
@@ -1375,7 +1397,7 @@ def _noted(note: str | None, result: Result) -> Result:
 
 
 def run_kafka_workloads(
-    broker: Broker, args: argparse.Namespace, results: list[Result], disk_mib_s: float | None
+    broker: Broker, args: argparse.Namespace, results: list[Result], disk: DiskLimit
 ) -> None:
     t = args.phase_timeout
     max_bytes = max(1_048_588, 2 * args.large_size + 64 * KIB, args.ingest_batch_bytes + 64 * KIB)
@@ -1435,6 +1457,7 @@ def run_kafka_workloads(
             note = create_topic(
                 broker.bootstrap, topic, args.ingest_partitions, max_bytes, min(t, 30)
             )
+            disk_mib_s = disk.measure()["mib_per_s"]
             return _noted(note, raw_ingest(broker, args, topic, disk_mib_s))
 
         run_guarded(results, broker, "ingest", "ingest", ingest)
@@ -1671,7 +1694,7 @@ def machine_facts(brokers: dict[str, Broker]) -> dict[str, Any]:
     try:
         import confluent_kafka
 
-        ck = f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+        ck = f"{_dist_version('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]})"
     except ImportError:
         ck = "not installed"
     return {
@@ -1807,17 +1830,11 @@ def main(argv: list[str] | None = None) -> int:
     started: dict[str, Broker] = {}
     data_root = Path(args.data_root)
     work = Path(tempfile.mkdtemp(prefix="kawa-bench-", dir=data_root))
-    disk: dict[str, Any] | None = None
+    disk = DiskLimit(work, args.disk_seconds)
     print(
         f"kawa bench: brokers {','.join(args.brokers)}; workloads {','.join(args.workloads)}; work dir {work}"
     )
     try:
-        if "ingest" in args.workloads:
-            print(f"disk: {fmt_size(MIB)} write + fsync for {args.disk_seconds:g} s in {work} ...")
-            disk = measure_disk(work, args.disk_seconds)
-            print(
-                f"  {disk['mib_per_s']:.1f} MiB/s (fsync p50 {disk['fsync_p50_ms']:.2f} ms, p99 {disk['fsync_p99_ms']:.2f} ms)"
-            )
         for name in args.brokers:
             print(f"[{name}]")
             try:
@@ -1844,7 +1861,7 @@ def main(argv: list[str] | None = None) -> int:
             started[name] = broker
             try:
                 if broker.kind == "kafka":
-                    run_kafka_workloads(broker, args, results, disk["mib_per_s"] if disk else None)
+                    run_kafka_workloads(broker, args, results, disk)
                 else:
                     run_nats_workloads(broker, args, results)
             finally:
@@ -1857,8 +1874,8 @@ def main(argv: list[str] | None = None) -> int:
         for broker in started.values():
             broker.stop()
     shown = [r for r in results if r.workload != "start"]
-    targets = build_targets(shown, disk)
-    table = render_tables(shown, args.brokers, disk, targets)
+    targets = build_targets(shown, disk.result)
+    table = render_tables(shown, args.brokers, disk.result, targets)
     start_failures = [r for r in results if r.workload == "start"]
     if start_failures:
         table += "\n\nNot started:\n\n" + "\n".join(
@@ -1867,7 +1884,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     facts = machine_facts(started)
-    json_path, md_path = write_results(args, facts, disk, results, targets, table)
+    json_path, md_path = write_results(args, facts, disk.result, results, targets, table)
     print(f"\nwrote {json_path}\n      {md_path}")
     for name in {r.broker for r in results if not r.ok}:
         log = work / f"{name}.log"
