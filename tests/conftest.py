@@ -4,14 +4,14 @@
                     .restart(), .kill9(), .start(), .stop(), .log_tail()
 ``broker_factory``  call with extra kawa flags for a fresh broker (own data dir),
                     stopped at the end of the test.
-A test that leaves the shared broker dead without asking for it errors at teardown,
-and every failing test's report carries the tail of the brokers' logs.
+A test that leaves the shared broker dead without asking for it, or during which a
+broker logs a Python traceback (an unhandled bug, even if the client recovered), errors
+at teardown; every failing test's report carries the tail of the brokers' logs.
 """
 
 from __future__ import annotations
 
 import pytest
-
 from compat.broker import BrokerProcess, UnsupportedByTarget
 
 
@@ -38,10 +38,19 @@ def _shared_broker_health(request):
     b: BrokerProcess = request.getfixturevalue("broker")
     if not b.alive():
         b.start()
+    mark = b.log_mark()
     yield
     if b.died_unexpectedly():
-        pytest.fail(f"shared broker died during the test (exit code {b.proc.returncode})\n"
-                    + b.log_tail(), pytrace=False)
+        pytest.fail(f"shared broker died during the test (exit code {b.proc.returncode}); "
+                    "its log tail is in the report", pytrace=False)
+    _fail_on_tracebacks(b, mark)
+
+
+def _fail_on_tracebacks(b: BrokerProcess, mark=(0, 0)) -> None:
+    found = b.tracebacks_since(mark)
+    if found:
+        pytest.fail(f"{b.name} logged {len(found)} Python traceback(s) during the test; "
+                    f"the first:\n{found[0]}", pytrace=False)
 
 
 class BrokerFactory:
@@ -68,6 +77,8 @@ def broker_factory(tmp_path_factory):
     f = BrokerFactory(tmp_path_factory)
     yield f
     f.stop_all()
+    for b in f.brokers:
+        _fail_on_tracebacks(b)
 
 
 @pytest.hookimpl(hookwrapper=True)

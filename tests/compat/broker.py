@@ -114,20 +114,18 @@ class BrokerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def died_unexpectedly(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None and not self._deliberately_down
+        return (self.proc is not None and self.proc.poll() is not None
+                and not self._deliberately_down)
 
-    def start(self) -> "BrokerProcess":
+    def start(self) -> BrokerProcess:
         if self.alive():
             raise RuntimeError(f"{self.name} already running (pid {self.proc.pid})")
         self.starts += 1
-        self._log_path = self.log_dir / f"{self.name}-{self.starts}.log"
-        log = open(self._log_path, "wb")
-        try:
+        self._log_path = self._log_file(self.starts)
+        with open(self._log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env=self._env(),
                                          cwd=str(self.log_dir))
-        finally:
-            log.close()
         self._deliberately_down = False
         self._wait_ready()
         return self
@@ -177,7 +175,7 @@ class BrokerProcess:
         """SIGKILL without any chance to flush."""
         return self._stop(signal.SIGKILL)
 
-    def restart(self) -> "BrokerProcess":
+    def restart(self) -> BrokerProcess:
         """Graceful stop (if running) and start again on the same port and data dir."""
         self.stop()
         return self.start()
@@ -191,6 +189,29 @@ class BrokerProcess:
         if self._log_path is None or not self._log_path.exists():
             return ""
         return self._log_path.read_bytes().decode("utf-8", "replace")
+
+    def _log_file(self, start_no: int) -> Path:
+        return self.log_dir / f"{self.name}-{start_no}.log"
+
+    def log_mark(self) -> tuple[int, int]:
+        """The current position in the logs; pass it to ``tracebacks_since``."""
+        p = self._log_file(self.starts)
+        return (self.starts, p.stat().st_size if p.exists() else 0)
+
+    def tracebacks_since(self, mark: tuple[int, int]) -> list[str]:
+        """Python tracebacks logged since ``mark``, across restarts."""
+        out = []
+        for n in range(max(mark[0], 1), self.starts + 1):
+            p = self._log_file(n)
+            if not p.exists():
+                continue
+            data = p.read_bytes()[mark[1] if n == mark[0] else 0:]
+            text = data.decode("utf-8", "replace")
+            at = text.find("Traceback (most recent call last)")
+            while at != -1:
+                out.append(text[at:at + 3000])
+                at = text.find("Traceback (most recent call last)", at + 1)
+        return out
 
     def log_tail(self, max_chars: int = 6000) -> str:
         text = self.log_text()

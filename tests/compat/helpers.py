@@ -6,11 +6,18 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
-from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError,
-                             KafkaException, Producer, TopicPartition)
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 DEADLINE_S = 30.0  # default bound for any wait on the broker
@@ -32,7 +39,7 @@ class Rec:
     key: bytes | None
     value: bytes | None
     headers: tuple = ()
-    timestamp: int | None = None  # CreateTime in ms; None = "not checked"
+    timestamp: int | None = None  # CreateTime in ms; None in an expectation: not checked
     partition: int | None = None
     offset: int | None = None
 
@@ -50,7 +57,7 @@ def norm_headers(headers) -> tuple:
 
 def assert_partition_log(got: Sequence[Rec], expected: Sequence[Rec], first_offset: int = 0,
                          check_timestamps: bool = True, where: str = "") -> None:
-    """``got`` must be exactly ``expected``, in order, at offsets first_offset, first_offset+1, ..."""
+    """``got`` must be exactly ``expected``, in order, at offsets first_offset, +1, +2, ..."""
     label = f"[{where}] " if where else ""
     offsets = [r.offset for r in got]
     want_offsets = list(range(first_offset, first_offset + len(got)))
@@ -60,10 +67,11 @@ def assert_partition_log(got: Sequence[Rec], expected: Sequence[Rec], first_offs
                              f"has offset {offsets[bad]}, expected {want_offsets[bad]} "
                              f"(around: {offsets[max(0, bad - 3):bad + 3]})")
     for i, (g, e) in enumerate(zip(got, expected)):
-        if g.content(check_timestamps) != e.content(check_timestamps):
+        with_ts = check_timestamps and e.timestamp is not None
+        if g.content(with_ts) != e.content(with_ts):
             raise AssertionError(f"{label}record at offset {g.offset} (position {i}) differs:\n"
-                                 f"  got      {g.content(check_timestamps)!r:.300}\n"
-                                 f"  expected {e.content(check_timestamps)!r:.300}")
+                                 f"  got      {g.content(with_ts)!r:.300}\n"
+                                 f"  expected {e.content(with_ts)!r:.300}")
     assert len(got) == len(expected), (
         f"{label}partition holds {len(got)} records, expected {len(expected)}")
 
@@ -90,10 +98,10 @@ def wait_for_topic(bootstrap: str, topic: str, partitions: int | None = None,
         md = a.list_topics(timeout=5)
         t = md.topics.get(topic)
         last = t
-        if t is not None and t.error is None and t.partitions:
-            if partitions is None or (len(t.partitions) == partitions and all(
-                    p.leader >= 0 and p.error is None for p in t.partitions.values())):
-                return
+        if t is not None and t.error is None and t.partitions and (
+                partitions is None or (len(t.partitions) == partitions and all(
+                    p.leader >= 0 and p.error is None for p in t.partitions.values()))):
+            return
         time.sleep(0.1)
     raise AssertionError(f"topic {topic} not visible with {partitions} partitions within "
                          f"{timeout}s; last metadata: {last and (last.error, last.partitions)}")
@@ -147,14 +155,20 @@ class ProduceResult:
         return [d.err for d in self.deliveries if d.err is not None]
 
 
+def make_producer(bootstrap: str, conf: dict | None = None) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(conf or {})})
+
+
 def confluent_produce(bootstrap: str, topic: str, records: Sequence[Rec],
-                      conf: dict | None = None, timeout: float = DEADLINE_S) -> ProduceResult:
+                      conf: dict | None = None, timeout: float = DEADLINE_S,
+                      producer: Producer | None = None) -> ProduceResult:
     """Produce ``records`` (their partition/timestamp are honoured if set) and flush.
 
     Every record's delivery report is collected; the returned ``sent`` carries the
-    partition the producer actually chose (from the delivery report).
+    partition the producer actually chose (from the delivery report). Pass ``producer``
+    to keep using (and keep open) a producer of your own; ``conf`` is then ignored.
     """
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(conf or {})})
+    p = producer if producer is not None else make_producer(bootstrap, conf)
     n = len(records)
     reports: list[Delivery | None] = [None] * n
 
@@ -188,6 +202,23 @@ def confluent_produce(bootstrap: str, topic: str, records: Sequence[Rec],
         res.sent.append(Rec(r.key, r.value, r.headers, r.timestamp, d.partition))
         res.deliveries.append(d)
     return res
+
+
+def assert_deliveries(res: ProduceResult, first_offsets: dict[int, int] | None = None) -> None:
+    """No delivery errors; per partition the reported offsets are contiguous in produce
+    order; reported CreateTime equals the timestamp we set (when we set one)."""
+    errs = res.errors()
+    assert not errs, f"{len(errs)} of {len(res.deliveries)} deliveries failed, first: {errs[0]}"
+    next_off = dict(first_offsets or {})
+    for i, (r, d) in enumerate(zip(res.sent, res.deliveries)):
+        want = next_off.get(d.partition, 0)
+        assert d.offset == want, (f"record #{i} acknowledged at {d.partition}/{d.offset}, "
+                                  f"expected offset {want}")
+        next_off[d.partition] = want + 1
+        if r.timestamp is not None:
+            assert (d.tstype, d.timestamp) == (TIMESTAMP_CREATE_TIME, r.timestamp), (
+                f"record #{i}: delivery report timestamp {(d.tstype, d.timestamp)}, "
+                f"sent {r.timestamp}")
 
 
 # --------------------------------------------------------------------------- consume
@@ -257,7 +288,7 @@ def assert_topic_holds(bootstrap: str, topic: str, sent: Sequence[Rec], partitio
                        first_offsets: dict[int, int] | None = None) -> dict[int, list[Rec]]:
     """Read the whole topic with confluent-kafka and assert each partition holds exactly
     the records of ``sent`` routed to it, in order, at contiguous offsets, and that the
-    high watermark is right after the last one."""
+    watermarks are (first offset, right after the last record)."""
     first_offsets = first_offsets or {}
     want = by_partition(sent)
     expected = {p: len(want.get(p, [])) for p in range(partitions)}
@@ -266,9 +297,10 @@ def assert_topic_holds(bootstrap: str, topic: str, sent: Sequence[Rec], partitio
         assert_partition_log(got[p], want.get(p, []), first_offsets.get(p, 0),
                              check_timestamps, where=f"{topic}/{p}")
     for p in range(partitions):
-        lo, hi = watermarks(bootstrap, topic, p)
-        assert hi == first_offsets.get(p, 0) + expected[p], (
-            f"{topic}/{p}: high watermark {hi}, expected {first_offsets.get(p, 0) + expected[p]}")
+        first = first_offsets.get(p, 0)
+        wm = watermarks(bootstrap, topic, p)
+        assert wm == (first, first + expected[p]), (
+            f"{topic}/{p}: (low, high) watermarks {wm}, expected {(first, first + expected[p])}")
     return got
 
 
@@ -277,7 +309,8 @@ def run_kcat(args: Sequence[str], input: bytes | None = None,
              timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
     """Run kcat; raise with its stderr on a non-zero exit or timeout."""
     try:
-        cp = subprocess.run([KCAT, *args], input=input, capture_output=True, timeout=timeout)
+        cp = subprocess.run([KCAT, *args], input=input, capture_output=True, timeout=timeout,
+                            check=False)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"kcat {' '.join(args)} timed out after {timeout}s; stderr:\n"
                              f"{(e.stderr or b'').decode(errors='replace')[-3000:]}") from None
@@ -318,19 +351,3 @@ def sample_records(n: int, prefix: str = "r", with_headers: bool = True,
         out.append(Rec(key, value, headers, TS_BASE + i * ts_step, part))
     return out
 
-
-def assert_deliveries(res: ProduceResult, first_offsets: dict[int, int] | None = None) -> None:
-    """No delivery errors; per partition the reported offsets are contiguous in produce
-    order; reported CreateTime equals the timestamp we set (when we set one)."""
-    errs = res.errors()
-    assert not errs, f"{len(errs)} of {len(res.deliveries)} deliveries failed, first: {errs[0]}"
-    next_off = dict(first_offsets or {})
-    for i, (r, d) in enumerate(zip(res.sent, res.deliveries)):
-        want = next_off.get(d.partition, 0)
-        assert d.offset == want, (f"record #{i} acknowledged at {d.partition}/{d.offset}, "
-                                  f"expected offset {want}")
-        next_off[d.partition] = want + 1
-        if r.timestamp is not None:
-            assert (d.tstype, d.timestamp) == (TIMESTAMP_CREATE_TIME, r.timestamp), (
-                f"record #{i}: delivery report timestamp {(d.tstype, d.timestamp)}, "
-                f"sent {r.timestamp}")

@@ -5,12 +5,33 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
-                                   NewPartitions, NewTopic, OffsetSpec, ResourceType)
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
-from .helpers import (TS_BASE, Rec, admin, assert_deliveries, assert_partition_log,
-                      confluent_consume, confluent_produce, create_topic, sample_records,
-                      topic_config, unique_topic, wait_for_topic, wait_topic_absent, watermarks)
+from .helpers import (
+    TS_BASE,
+    Rec,
+    admin,
+    assert_deliveries,
+    assert_partition_log,
+    confluent_consume,
+    confluent_produce,
+    create_topic,
+    sample_records,
+    topic_config,
+    unique_topic,
+    wait_for_topic,
+    wait_topic_absent,
+    watermarks,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,6 +93,27 @@ def test_create_topic_with_invalid_name_fails(broker):
     fut = a.create_topics([NewTopic(bad, num_partitions=1, replication_factor=1)])[bad]
     _raises_kafka_error(fut, KafkaError.TOPIC_EXCEPTION, "creating 'bad name/...'")
     assert bad not in a.list_topics(timeout=10).topics
+
+
+@pytest.mark.parametrize("config", [{"retention.ms": "not-a-number"},
+                                    {"cleanup.policy": "shred"},
+                                    {"no.such.topic.config": "1"}],
+                         ids=["bad-number", "bad-enum", "unknown-name"])
+def test_create_topic_with_invalid_config_fails(broker, config):
+    a = admin(broker.bootstrap)
+    topic = unique_topic("badcfg")
+    fut = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                    config=config)])[topic]
+    _raises_kafka_error(fut, KafkaError.INVALID_CONFIG, f"creating a topic with {config}")
+    assert topic not in a.list_topics(timeout=10).topics
+
+
+def test_replication_factor_above_broker_count_fails(broker):
+    a = admin(broker.bootstrap)
+    topic = unique_topic("rf3")
+    fut = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)])[topic]
+    _raises_kafka_error(fut, KafkaError.INVALID_REPLICATION_FACTOR, "replication factor 3")
+    assert topic not in a.list_topics(timeout=10).topics
 
 
 def test_delete_then_recreate_gives_empty_topic(broker):
@@ -167,6 +209,13 @@ def test_delete_records(broker):
     earliest = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()})
     assert next(iter(earliest.values())).result(timeout=30).offset == 50
 
+    # new records continue the offsets; deleting everything empties the partition
+    more = _produce_n(broker.bootstrap, topic, 1, prefix="more")
+    assert_deliveries(more, first_offsets={0: 100})
+    tp = TopicPartition(topic, 0, -1)  # -1: up to the high watermark
+    assert a.delete_records([tp])[tp].result(timeout=30).low_watermark == 101
+    assert watermarks(broker.bootstrap, topic, 0) == (101, 101)
+
 
 def test_list_offsets(broker):
     topic = create_topic(broker.bootstrap, partitions=2)  # partition 1 stays empty
@@ -179,16 +228,28 @@ def test_list_offsets(broker):
         info = a.list_offsets({tp: spec}, request_timeout=30)[tp].result(timeout=30)
         return info.offset, info.timestamp
 
-    assert lookup(0, OffsetSpec.earliest())[0] == 0
-    assert lookup(0, OffsetSpec.latest())[0] == 100
-    assert lookup(0, OffsetSpec.for_timestamp(TS_BASE + 37_000)) == (37, TS_BASE + 37_000)
-    assert lookup(0, OffsetSpec.for_timestamp(TS_BASE + 36_500)) == (37, TS_BASE + 37_000)
-    assert lookup(0, OffsetSpec.for_timestamp(0)) == (0, TS_BASE)
-    assert lookup(0, OffsetSpec.for_timestamp(TS_BASE + 99_000)) == (99, TS_BASE + 99_000)
-    assert lookup(0, OffsetSpec.for_timestamp(TS_BASE + 99_001))[0] == -1
-    assert lookup(1, OffsetSpec.earliest())[0] == 0
-    assert lookup(1, OffsetSpec.latest())[0] == 0
-    assert lookup(1, OffsetSpec.for_timestamp(TS_BASE))[0] == -1
+    # (what, partition, spec, expected (offset, timestamp); None: timestamp not checked)
+    cases = [
+        ("earliest", 0, OffsetSpec.earliest(), (0, None)),
+        ("latest", 0, OffsetSpec.latest(), (100, None)),
+        ("exact timestamp", 0, OffsetSpec.for_timestamp(TS_BASE + 37_000), (37, TS_BASE + 37_000)),
+        ("between timestamps", 0, OffsetSpec.for_timestamp(TS_BASE + 36_500),
+         (37, TS_BASE + 37_000)),
+        ("before all", 0, OffsetSpec.for_timestamp(0), (0, TS_BASE)),
+        ("last timestamp", 0, OffsetSpec.for_timestamp(TS_BASE + 99_000), (99, TS_BASE + 99_000)),
+        ("after all", 0, OffsetSpec.for_timestamp(TS_BASE + 99_001), (-1, None)),
+        ("max timestamp (KIP-734)", 0, OffsetSpec.max_timestamp(), (99, TS_BASE + 99_000)),
+        ("empty: earliest", 1, OffsetSpec.earliest(), (0, None)),
+        ("empty: latest", 1, OffsetSpec.latest(), (0, None)),
+        ("empty: by timestamp", 1, OffsetSpec.for_timestamp(TS_BASE), (-1, None)),
+    ]
+    wrong = []
+    for what, partition, spec, (offset, ts) in cases:
+        got = lookup(partition, spec)
+        if got[0] != offset or (ts is not None and got[1] != ts):
+            wrong.append(f"{what} (p{partition}): got (offset, timestamp) {got}, "
+                         f"expected {(offset, ts)}")
+    assert not wrong, f"wrong ListOffsets answers (TS_BASE = {TS_BASE}):\n  " + "\n  ".join(wrong)
 
 
 def test_auto_create_topic_on_produce(broker):

@@ -9,8 +9,16 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from .helpers import (DEADLINE_S, Rec, assert_partition_log, assert_topic_holds, by_partition,
-                      create_topic, norm_headers, sample_records)
+from .helpers import (
+    DEADLINE_S,
+    Rec,
+    assert_partition_log,
+    assert_topic_holds,
+    by_partition,
+    create_topic,
+    norm_headers,
+    sample_records,
+)
 
 pytestmark = pytest.mark.timeout(90)
 CREATE_TIME = 0  # aiokafka's timestamp_type for CreateTime

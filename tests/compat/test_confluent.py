@@ -5,12 +5,26 @@ No consumer groups: the consumer only uses assign() from the beginning.
 
 from __future__ import annotations
 
-import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError
+import time
 
-from .helpers import (TS_BASE, Rec, assert_deliveries, assert_partition_log, assert_topic_holds,
-                      confluent_consume, confluent_produce, create_topic, sample_records,
-                      watermarks)
+import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, TopicPartition
+
+from .helpers import (
+    TS_BASE,
+    Rec,
+    assert_deliveries,
+    assert_partition_log,
+    assert_topic_holds,
+    confluent_consume,
+    confluent_consumer,
+    confluent_produce,
+    create_topic,
+    make_producer,
+    norm_headers,
+    sample_records,
+    watermarks,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,12 +59,15 @@ def test_compression_codecs(broker, codec, idempotence):
 def test_acks(broker, acks):
     topic = create_topic(broker.bootstrap, partitions=3)
     records = sample_records(2000, prefix=f"acks{acks}", partitions=3)
-    res = confluent_produce(broker.bootstrap, topic, records,
-                            conf={"acks": acks, "enable.idempotence": False})
+    # The producer stays open while we read: with acks=0 "delivered" only means "written
+    # to the socket", and closing right away would race the broker reading the request.
+    producer = make_producer(broker.bootstrap, {"acks": acks, "enable.idempotence": False})
+    res = confluent_produce(broker.bootstrap, topic, records, producer=producer)
     assert not res.errors(), res.errors()[:3]
     if acks != "0":  # acks=0 gets no response, so no offsets in the delivery reports
         assert_deliveries(res)
     assert_topic_holds(broker.bootstrap, topic, res.sent, partitions=3)
+    del producer
 
 
 def test_producer_assigned_timestamps_preserved(broker):
@@ -119,3 +136,67 @@ def test_record_over_max_message_bytes_rejected(broker):
     assert_deliveries(after, first_offsets={0: 1})
     got = confluent_consume(broker.bootstrap, topic, {0: 2}, settle_s=1.0)[0]
     assert_partition_log(got, first.sent + after.sent)
+
+
+def test_consume_from_offset_inside_a_batch(broker):
+    """assign() at an offset in the middle of a stored batch starts exactly there."""
+    topic = create_topic(broker.bootstrap, partitions=1)
+    records = sample_records(100, prefix="mid", partitions=1)
+    res = confluent_produce(broker.bootstrap, topic, records,
+                            conf={"linger.ms": 50, "compression.type": "lz4"})
+    assert_deliveries(res)
+    for start in (37, 99):
+        got = confluent_consume(broker.bootstrap, topic, {0: 100 - start}, start={0: start},
+                                settle_s=0.5)[0]
+        assert_partition_log(got, res.sent[start:], first_offset=start, where=f"from {start}")
+
+
+def test_out_of_range_offset_resets_to_earliest(broker):
+    topic = create_topic(broker.bootstrap, partitions=1)
+    res = confluent_produce(broker.bootstrap, topic, sample_records(20, partitions=1))
+    assert_deliveries(res)
+    got = confluent_consume(broker.bootstrap, topic, {0: 20}, start={0: 1000}, settle_s=0.5,
+                            conf={"auto.offset.reset": "earliest"})[0]
+    assert_partition_log(got, res.sent)
+
+
+def test_small_fetch_limits_still_make_progress(broker):
+    """Batches larger than max.partition.fetch.bytes / fetch.max.bytes are still returned
+    whole (KIP-74), so a consumer with small limits is never stuck."""
+    topic = create_topic(broker.bootstrap, partitions=1)
+    records = [Rec(b"k%d" % i, bytes([i]) * 50_000, (), TS_BASE + i, 0) for i in range(6)]
+    res = confluent_produce(broker.bootstrap, topic, records,
+                            conf={"linger.ms": 50, "compression.type": "none"})
+    assert_deliveries(res)
+    got = confluent_consume(broker.bootstrap, topic, {0: 6}, settle_s=0.5, conf={
+        "max.partition.fetch.bytes": 10_000, "fetch.max.bytes": 10_000,
+        "message.max.bytes": 10_000})[0]
+    assert_partition_log(got, res.sent)
+
+
+def test_waiting_consumer_gets_records_produced_later(broker):
+    """A consumer polling an empty partition receives records produced afterwards."""
+    topic = create_topic(broker.bootstrap, partitions=1)
+    c = confluent_consumer(broker.bootstrap)
+    got = []
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        assert c.consume(num_messages=10, timeout=1.0) == []  # nothing there yet: waits
+        producer = make_producer(broker.bootstrap)
+        sent = []
+        for round_ in range(5):
+            recs = [Rec(b"k", b"round %d #%d" % (round_, i), (), TS_BASE + 10 * round_ + i, 0)
+                    for i in range(10)]
+            res = confluent_produce(broker.bootstrap, topic, recs, producer=producer)
+            assert_deliveries(res, first_offsets={0: len(sent)})
+            sent += res.sent
+            deadline = time.monotonic() + 10
+            while len(got) < len(sent) and time.monotonic() < deadline:
+                for m in c.consume(num_messages=100, timeout=0.2):
+                    assert m.error() is None, m.error()
+                    got.append(Rec(m.key(), m.value(), norm_headers(m.headers()),
+                                   m.timestamp()[1], m.partition(), m.offset()))
+            assert len(got) == len(sent), f"round {round_}: got {len(got)} of {len(sent)}"
+    finally:
+        c.close()
+    assert_partition_log(got, sent)

@@ -5,12 +5,25 @@ Its producer is idempotent by default (InitProducerId + sequence numbers)."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from .helpers import (DEADLINE_S, Rec, assert_partition_log, assert_topic_holds, by_partition,
-                      create_topic, norm_headers, sample_records)
+with warnings.catch_warnings():
+    # kafka-python 3.0 loads its protocol schemas with deprecated importlib.resources calls
+    warnings.filterwarnings("ignore", "(open_text|read_text) is deprecated", DeprecationWarning)
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from .helpers import (
+    DEADLINE_S,
+    Rec,
+    assert_partition_log,
+    assert_topic_holds,
+    by_partition,
+    create_topic,
+    norm_headers,
+    sample_records,
+)
 
 pytestmark = pytest.mark.timeout(90)
 CREATE_TIME = 0

@@ -7,8 +7,17 @@ import shutil
 
 import pytest
 
-from .helpers import (KCAT, TS_BASE, Rec, assert_deliveries, assert_partition_log,
-                      confluent_consume, confluent_produce, create_topic, run_kcat)
+from .helpers import (
+    KCAT,
+    TS_BASE,
+    Rec,
+    assert_deliveries,
+    assert_partition_log,
+    confluent_consume,
+    confluent_produce,
+    create_topic,
+    run_kcat,
+)
 
 pytestmark = [
     pytest.mark.timeout(90),

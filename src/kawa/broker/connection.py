@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,10 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("correlation_id", "api_key", "api_version", "frame_bytes", "done", "parts")
+    __slots__ = (
+        "api_key", "api_version", "correlation_id", "done", "frame_bytes", "parts",
+        "response_bytes", "started",
+    )
 
     def __init__(self, correlation_id: int, api_key: int, api_version: int, frame_bytes: int):
         self.correlation_id = correlation_id
@@ -68,6 +72,8 @@ class _Slot:
         self.frame_bytes = frame_bytes
         self.done = False
         self.parts: list[bytes | memoryview] | None = None
+        self.response_bytes = 0
+        self.started = time.perf_counter()
 
 
 class ProtocolViolation(Exception):
@@ -119,6 +125,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
+        self.broker.metrics.bytes_in.inc(len(data))
         limit = self.broker.config.request_size_bytes_max
         while len(buffer) >= 4 and not self._closed:
             (size,) = _SIZE.unpack_from(buffer, 0)
@@ -179,7 +186,7 @@ class Connection(asyncio.Protocol):
             flexible = api.request_header_flexible(api_key, api_version)
             header, used = api.read_request_header(frame, flexible)
             request, _ = api.request_reader(api_key, api_version)(frame, used)
-        except Exception as e:  # kio raises several types for bad input
+        except Exception as e:  # noqa: BLE001 - kio raises several types for bad input
             raise ProtocolViolation(
                 f"cannot decode API key {api_key} v{api_version}: {type(e).__name__}: {e}"
             ) from None
@@ -225,6 +232,7 @@ class Connection(asyncio.Protocol):
         if response is not None:
             slot.parts = self._frame(slot, response)
         slot.done = True
+        self.broker.metrics.request_done(slot.api_key, time.perf_counter() - slot.started)
         self._flush()
 
     def _frame(self, slot: _Slot, response: object) -> list[bytes | memoryview]:
@@ -235,19 +243,23 @@ class Connection(asyncio.Protocol):
             body_parts, body_size = [body], len(body)
         flexible = api.response_header_flexible(slot.api_key, slot.api_version)
         header = _SIZE.pack(slot.correlation_id) + (b"\x00" if flexible else b"")
+        slot.response_bytes = 4 + len(header) + body_size
         return [_SIZE.pack(len(header) + body_size), header, *body_parts]
 
     def _flush(self) -> None:
         assert self.transport is not None
         out: list[bytes | memoryview] = []
         released = 0
+        sent = 0
         while self._slots and self._slots[0].done:
             slot = self._slots.popleft()
             released += slot.frame_bytes
             if slot.parts is not None:
                 out.extend(slot.parts)
+                sent += slot.response_bytes
         if out:
             self.transport.writelines(out)
+            self.broker.metrics.bytes_out.inc(sent)
         if released:
             self.broker.release_buffered(released)
             if len(self._slots) < self.broker.config.in_flight_requests_per_connection_max:
@@ -257,6 +269,7 @@ class Connection(asyncio.Protocol):
         if self._closed:
             return
         log.warning("closing connection from %s: %s", self.peer, reason)
+        self.broker.metrics.error(-1, "connection_closed")
         self._closed = True
         if self.transport is not None:
             self.transport.close()

@@ -56,6 +56,7 @@ class Partition:
         config: BrokerConfig,
         executor: Executor,
         error: str | None = None,
+        observe_fsync_seconds: Callable[[float], None] | None = None,
     ) -> None:
         self.topic = topic
         self.index = index
@@ -68,7 +69,7 @@ class Partition:
         self._durability = config.durability
         self._waiters: set[asyncio.Future[None]] = set()
         self.group_commit = (
-            GroupCommit(partition_log, executor, self.wake_waiters)
+            GroupCommit(partition_log, executor, self.wake_waiters, observe_fsync_seconds)
             if partition_log is not None
             else None
         )
@@ -162,7 +163,10 @@ class TopicManager:
                 f"{topic.name}-{index}: truncated {report.truncated_bytes} bytes, "
                 f"rebuilt {report.indexes_rebuilt} indexes"
             )
-        return Partition(topic.name, index, partition_log, self.config, self.executor)
+        return Partition(
+            topic.name, index, partition_log, self.config, self.executor,
+            observe_fsync_seconds=self.on_fsync,
+        )
 
     def _add(self, topic: Topic) -> None:
         self.topics[topic.name] = topic

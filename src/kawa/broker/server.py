@@ -18,8 +18,11 @@ from typing import Any
 
 from kawa.broker import handlers
 from kawa.broker.connection import Connection, RequestContext
+from kawa.broker.groups import GroupConfig, GroupCoordinator, driver
+from kawa.broker.metrics import BrokerMetrics
 from kawa.broker.partitions import TopicManager
 from kawa.deploy.config import BrokerConfig, Durability
+from kawa.http.server import HttpEndpoints
 from kawa.metadata.sqlite import SqliteMetadataStore
 from kawa.metadata.store import MetadataStore
 
@@ -36,6 +39,12 @@ class Broker:
         self.store = store or SqliteMetadataStore(config.data_dir / "metadata.sqlite")
         self.executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="kawa-fsync")
         self.topics = TopicManager(config, self.store, self.executor)
+        self.metrics = BrokerMetrics()
+        self.metrics.watch_partitions(self.topics)
+        self.topics.on_fsync = self.metrics.fsync_seconds.observe
+        self.http = HttpEndpoints(self.health, self.metrics.render)
+        self.serving = False
+        self.groups = GroupCoordinator(GroupConfig.from_broker(config), self.store)
         self.started_at = time.time()
         self.connections: set[Connection] = set()
         self._buffered_bytes = 0
@@ -49,6 +58,7 @@ class Broker:
 
     async def start(self) -> list[str]:
         notes = self.topics.load()
+        self.groups.load()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Connection(self),
@@ -59,7 +69,13 @@ class Broker:
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1]
+        if self.config.http_port is not None:
+            await self.http.start(self.config.listen_host, self.config.http_port)
+        self.serving = True
         self._retention_task = asyncio.ensure_future(self._retention_loop())
+        self._groups_task = asyncio.ensure_future(
+            driver.drive(self.groups, self.config, lambda name: name in self.topics.topics)
+        )
         self._flush_task = (
             asyncio.ensure_future(self._flush_loop())
             if self.config.durability is Durability.interval
@@ -86,9 +102,13 @@ class Broker:
 
     async def stop(self) -> None:
         log.info("stopping: finishing in-flight requests")
+        self.serving = False
+        await self.http.stop()
         if self._server is not None:
             self._server.close()
         self._retention_task.cancel()
+        self._groups_task.cancel()
+        self.groups.close()  # answers waiting JoinGroup/SyncGroup: NOT_COORDINATOR
         if self._flush_task is not None:
             self._flush_task.cancel()
         deadline = time.monotonic() + SHUTDOWN_GRACE_MS / 1000
@@ -128,6 +148,22 @@ class Broker:
 
     # -- requests ----------------------------------------------------------------
 
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why): serving Kafka requests and the metadata store answers."""
+        if not self.serving:
+            return False, "not serving: starting or stopping"
+        try:
+            self.store.list_topics()
+        except Exception as e:  # noqa: BLE001 - any store failure means unhealthy
+            return False, f"metadata store unreachable: {e}"
+        corrupt = [
+            f"{p.topic}-{p.index}" for t in self.topics.topics.values() for p in t.partitions
+            if p.log is None
+        ]
+        if corrupt:
+            return True, "ok; partitions not served (corrupt): " + ", ".join(corrupt)
+        return True, "ok"
+
     def handle(self, context: RequestContext, request: Any) -> Any:
         return self._handlers[context.api_key](context, request)
 
@@ -140,10 +176,12 @@ class Broker:
         if len(self.connections) >= self.config.connections_max:
             return False
         self.connections.add(connection)
+        self.metrics.connections.set(len(self.connections))
         return True
 
     def connection_closed(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        self.metrics.connections.set(len(self.connections))
         self._waiting_for_buffer.discard(connection)
 
     def add_buffered(self, size_bytes: int) -> None:
@@ -182,7 +220,7 @@ def run(config: BrokerConfig) -> None:
         recovered = "; ".join(notes) if notes else "clean"
         log.info(
             "kawa broker %d listening on %s:%d (advertised %s:%d), data in %s, "
-            "recovered %d topics / %d partitions (%s), durability=%s",
+            "recovered %d topics / %d partitions (%s), durability=%s, http port %s",
             config.broker_id,
             config.listen_host,
             broker.port,
@@ -193,6 +231,7 @@ def run(config: BrokerConfig) -> None:
             partitions,
             recovered,
             config.durability.value,
+            broker.http.port or "off",
         )
         await broker.serve_until_stopped()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from kawa.cli.groups import group
 from kawa.deploy.config import BrokerConfig, Durability
 
 
@@ -23,6 +24,9 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 @click.version_option(package_name="kawa")
 def main() -> None:
     """kawa: a Kafka-compatible event-streaming broker."""
+
+
+main.add_command(group)
 
 
 @main.command()
@@ -42,6 +46,14 @@ def main() -> None:
 @click.option("--storage", type=click.Choice(["local", "memory"]), default="local", show_default=True)
 @click.option("--auto-create-topics/--no-auto-create-topics", default=True, show_default=True)
 @click.option("--default-partitions", default=1, show_default=True, type=int)
+@click.option(
+    "--group-initial-rebalance-delay-ms",
+    default=3000,
+    show_default=True,
+    type=int,
+    help="How long the first rebalance of an empty consumer group waits for more members "
+    "(Kafka's group.initial.rebalance.delay.ms).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def up(
     listen: str,
@@ -53,6 +65,7 @@ def up(
     storage: str,
     auto_create_topics: bool,
     default_partitions: int,
+    group_initial_rebalance_delay_ms: int,
     log_level: str,
 ) -> None:
     """Start a broker in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
@@ -78,6 +91,7 @@ def up(
             storage_engine=storage,
             auto_create_topics=auto_create_topics,
             default_partitions=default_partitions,
+            group_initial_rebalance_delay_ms=group_initial_rebalance_delay_ms,
         )
     except ValidationError as e:
         raise click.UsageError(str(e)) from None

@@ -40,6 +40,8 @@ class BrokerConfig(BaseModel):
     advertised_port: int | None = None
     data_dir: Path = Path("kawa-data")
     cluster_id: str = "kawa-cluster"
+    # /ping, /healthz, /metrics; None: no HTTP endpoints, 0: any free port.
+    http_port: int | None = Field(None, ge=0, le=65535)
 
     durability: Durability = Durability.sync
     flush_interval_ms: int = Field(1000, ge=1)
@@ -58,6 +60,17 @@ class BrokerConfig(BaseModel):
     partitions_per_topic_max: int = Field(10_000, ge=1)
     producers_per_partition_max: int = Field(10_000, ge=1)
     retention_check_interval_ms: int = Field(60_000, ge=10)
+
+    # Consumer groups (Kafka's group.* and offsets.* broker settings).
+    group_initial_rebalance_delay_ms: int = Field(3000, ge=0)  # group.initial.rebalance.delay.ms
+    group_min_session_timeout_ms: int = Field(6000, ge=1)  # group.min.session.timeout.ms
+    group_max_session_timeout_ms: int = Field(1_800_000, ge=1)  # group.max.session.timeout.ms
+    group_members_max: int = Field(1000, ge=1)  # group.max.size
+    groups_max: int = Field(10_000, ge=1)
+    offsets_retention_minutes: int = Field(7 * 24 * 60, ge=1)  # offsets.retention.minutes
+    offsets_retention_check_interval_ms: int = Field(600_000, ge=10)
+    offset_metadata_bytes_max: int = Field(4096, ge=0)  # offset.metadata.max.bytes
+    group_timer_interval_ms: int = Field(100, ge=1)  # how often group deadlines are checked
 
     @property
     def advertised(self) -> tuple[str, int]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from kawa.metadata.store import TopicExists, TopicRecord, UnknownTopic
+from kawa.metadata.store import CommittedOffset, TopicExists, TopicRecord, UnknownTopic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -30,6 +31,19 @@ _MIGRATIONS: dict[int, str] = {
         value INTEGER NOT NULL
     );
     INSERT INTO counters (name, value) VALUES ('producer_id', 1000);
+    """,
+    # Consumer group committed offsets (OffsetCommit), one row per group and partition.
+    2: """
+    CREATE TABLE group_offsets (
+        group_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        committed_offset INTEGER NOT NULL,
+        leader_epoch INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        commit_timestamp_ms INTEGER NOT NULL,
+        PRIMARY KEY (group_id, topic, partition)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -97,6 +111,49 @@ class SqliteMetadataStore:
             "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value"
         ).fetchone()
         return int(row[0])
+
+    def commit_offsets(self, offsets: Sequence[CommittedOffset]) -> None:
+        rows = [
+            (o.group_id, o.topic, o.partition, o.offset, o.leader_epoch, o.metadata,
+             o.commit_timestamp_ms)
+            for o in offsets
+        ]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO group_offsets (group_id, topic, partition, "
+                "committed_offset, leader_epoch, metadata, commit_timestamp_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def list_committed_offsets(self) -> list[CommittedOffset]:
+        rows = self._db.execute(
+            "SELECT group_id, topic, partition, committed_offset, leader_epoch, metadata, "
+            "commit_timestamp_ms FROM group_offsets ORDER BY group_id, topic, partition"
+        ).fetchall()
+        return [CommittedOffset(*row) for row in rows]
+
+    def delete_committed_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]] | None = None
+    ) -> None:
+        if partitions is None:
+            self._db.execute("DELETE FROM group_offsets WHERE group_id = ?", (group_id,))
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "DELETE FROM group_offsets WHERE group_id = ? AND topic = ? AND partition = ?",
+                [(group_id, topic, partition) for topic, partition in partitions],
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

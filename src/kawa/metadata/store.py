@@ -9,6 +9,7 @@ is the source of truth after a restart.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +29,19 @@ class TopicRecord:
     partitions: int
     # Only the configs set explicitly for this topic; defaults are the broker's.
     configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    """A consumer group's committed position in one partition (OffsetCommit)."""
+
+    group_id: str
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int = -1  # -1: not given
+    metadata: str = ""
+    commit_timestamp_ms: int = 0  # wall clock, for offsets.retention.minutes
 
 
 class MetadataStore(Protocol):
@@ -51,6 +65,20 @@ class MetadataStore(Protocol):
 
     def next_producer_id(self) -> int:
         """A producer id never handed out before by this deployment."""
+        ...
+
+    def commit_offsets(self, offsets: Sequence[CommittedOffset]) -> None:
+        """Insert or replace these committed offsets: all of them or none."""
+        ...
+
+    def list_committed_offsets(self) -> list[CommittedOffset]:
+        """Every committed offset of every group (the coordinator loads them at start)."""
+        ...
+
+    def delete_committed_offsets(
+        self, group_id: str, partitions: Iterable[tuple[str, int]] | None = None
+    ) -> None:
+        """Delete one group's offsets for these (topic, partition)s, or all when None."""
         ...
 
     def close(self) -> None: ...

@@ -13,6 +13,8 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from kawa.broker.connection import RequestContext
+from kawa.broker.groups import handlers as groups
+from kawa.broker.groups import offset_handlers as group_offsets
 from kawa.broker.handlers import admin, fetch, metadata, offsets, produce
 from kawa.protocol import api
 
@@ -50,6 +52,17 @@ def table() -> dict[int, Callable[[RequestContext, Any], Any]]:
         api.CREATE_PARTITIONS: admin.handle_create_partitions,
         api.DESCRIBE_CONFIGS: admin.handle_describe_configs,
         api.INCREMENTAL_ALTER_CONFIGS: admin.handle_incremental_alter_configs,
+        api.FIND_COORDINATOR: groups.handle_find_coordinator,
+        api.JOIN_GROUP: groups.handle_join_group,
+        api.SYNC_GROUP: groups.handle_sync_group,
+        api.HEARTBEAT: groups.handle_heartbeat,
+        api.LEAVE_GROUP: groups.handle_leave_group,
+        api.OFFSET_COMMIT: group_offsets.handle_offset_commit,
+        api.OFFSET_FETCH: group_offsets.handle_offset_fetch,
+        api.OFFSET_DELETE: group_offsets.handle_offset_delete,
+        api.LIST_GROUPS: group_offsets.handle_list_groups,
+        api.DESCRIBE_GROUPS: group_offsets.handle_describe_groups,
+        api.DELETE_GROUPS: group_offsets.handle_delete_groups,
     }
     assert set(handlers) == set(api.SUPPORTED_VERSIONS), "every advertised API has a handler"
     return handlers

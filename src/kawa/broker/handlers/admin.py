@@ -5,6 +5,7 @@ with the Kafka error code and a message that says what to change."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -96,6 +97,7 @@ def handle_delete_topics(context: RequestContext, request: Any) -> Any:
     else:
         wanted = [(name, None) for name in request.topic_names]
     results = []
+    deleted = False
     for name, topic_id in wanted:
         if name is None and topic_id is not None:
             by_id = topics.by_id.get(topic_id)
@@ -109,10 +111,15 @@ def handle_delete_topics(context: RequestContext, request: Any) -> Any:
             )
             continue
         topics.delete(topic.name)
+        deleted = True
         results.append(
             api.build(result_cls, name=topic.name, topic_id=topic.topic_id,
                       error_code=ErrorCode.none, error_message=None)
         )
+    if deleted:
+        # As in Kafka, committed offsets of a deleted topic go with it, so a
+        # topic re-created under the same name starts without them.
+        context.broker.groups.expire_offsets(int(time.time() * 1000), lambda t: t in topics.topics)
     return api.build(cls, responses=tuple(results))
 
 

@@ -35,6 +35,7 @@ class _Result:
     # Set when the answer must wait until the log is durable up to this offset.
     durable_end_offset: int = -1
     partition: Partition | None = None
+    records: int = 0
 
 
 def _append(
@@ -87,6 +88,7 @@ def _append(
                 result.error, result.message = e.code, str(e)
                 return
     base = partition_log.append(buffer, headers)
+    result.records = sum(h.record_count for h in headers)
     offset = base
     for header in headers:
         partition.producers.record(header, offset)
@@ -123,11 +125,15 @@ def handle_produce(context: RequestContext, request: Any) -> Any:
                     topic.log_config.max_message_bytes, result,
                 )
             if result.error is not ErrorCode.none:
+                context.broker.metrics.error(api.PRODUCE, result.error.name)
                 log.info(
                     "produce to %s-%d from %s refused: %s %s",
                     topic_data.name, data.index, context.peer, result.error.name, result.message,
                 )
         answers.append((topic_data.name, results))
+        appended = sum(r.records for r in results)
+        if appended:
+            context.broker.metrics.records_in.labels(topic_data.name).inc(appended)
 
     waits: list[tuple[_Result, asyncio.Future[None]]] = []
     for _, results in answers:
@@ -152,7 +158,7 @@ async def _after_durable(
     for result, future in waits:
         try:
             await future
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any fsync failure is a storage error
             result.error = ErrorCode.kafka_storage_error
             result.message = f"fsync failed: {e}"
     return _response(context, answers)
