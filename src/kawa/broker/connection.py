@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kawa.protocol import api
+from kawa.protocol.guard import MalformedRequest, check_request
 
 if TYPE_CHECKING:
     from kawa.broker.server import Broker
@@ -182,8 +183,15 @@ class Connection(asyncio.Protocol):
                 self._complete(slot, self.broker.api_versions_response(0, unsupported=True))
                 return
             raise ProtocolViolation(f"unsupported API key {api_key} version {api_version}")
+        flexible = api.request_header_flexible(api_key, api_version)
         try:
-            flexible = api.request_header_flexible(api_key, api_version)
+            frame = check_request(
+                frame, api.request_header_type(flexible), api.request_type(api_key, api_version),
+                flexible,
+            )
+        except MalformedRequest as e:
+            raise ProtocolViolation(f"malformed API key {api_key} v{api_version}: {e}") from None
+        try:
             header, used = api.read_request_header(frame, flexible)
             request, _ = api.request_reader(api_key, api_version)(frame, used)
         except Exception as e:  # noqa: BLE001 - kio raises several types for bad input

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from kawa.metadata.sqlite_registry import SqliteRegistry
 from kawa.metadata.store import CommittedOffset, TopicExists, TopicRecord, UnknownTopic
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -45,18 +46,40 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (group_id, topic, partition)
     ) WITHOUT ROWID;
     """,
+    # The deployment's lifecycle state and the broker registry (kawa.metadata.registry).
+    # IF NOT EXISTS: entering maintenance creates `deployment` on a pre-3 store.
+    3: """
+    CREATE TABLE IF NOT EXISTS deployment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT OR IGNORE INTO deployment (key, value) VALUES ('lifecycle', 'installed');
+    CREATE TABLE brokers (
+        broker_id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        state TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        heartbeat_at_ms INTEGER NOT NULL,
+        partitions_led INTEGER NOT NULL DEFAULT 0,
+        http_address TEXT NOT NULL DEFAULT ''
+    );
+    """,
 }
 
 
-class SqliteMetadataStore:
+class SqliteMetadataStore(SqliteRegistry):
     schema_version = SCHEMA_VERSION
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, create: bool = True, migrate: bool = True, busy_timeout_s: float = 5.0
+    ) -> None:
+        """Open or create, and migrate: for in-process use (tests, tools). kawa's brokers and
+        CLI use ``open()`` (never creates or migrates) and ``install()``: only `kawa install`
+        and `kawa migrate` create or upgrade a deployment's schema (kawa.metadata.sqlite_registry).
+        """
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        self._db = self._connect(path, create, busy_timeout_s)
+        if migrate:
+            self._migrate()
 
     def _migrate(self) -> None:
         current = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -130,6 +130,10 @@ _read_header_v1 = entity_reader(RequestHeaderV1)
 _read_header_v2 = entity_reader(RequestHeaderV2)
 
 
+def request_header_type(flexible: bool) -> type:
+    return RequestHeaderV2 if flexible else RequestHeaderV1
+
+
 def read_request_header(frame: bytes | memoryview, flexible: bool) -> tuple[Any, int]:
     """Decode the request header; returns (header, bytes consumed)."""
     return (_read_header_v2 if flexible else _read_header_v1)(frame, 0)  # type: ignore[no-any-return]

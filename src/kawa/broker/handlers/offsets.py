@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,11 @@ from kio.schema.errors import ErrorCode
 from kawa.broker.connection import RequestContext
 from kawa.broker.partitions import Partition, TopicManager
 from kawa.protocol import api
+from kawa.protocol.recordbatch import peek_offset_and_size
+from kawa.protocol.records import UndecodableBatch, record_timestamps
 from kawa.storage.log import OffsetOutOfRange
+
+log = logging.getLogger("kawa.broker")
 
 LATEST = -1
 EARLIEST = -2
@@ -55,11 +60,14 @@ def handle_list_offsets(context: RequestContext, request: Any) -> Any:
             elif wanted == EARLIEST:
                 offset = partition_log.log_start_offset
             elif wanted == MAX_TIMESTAMP or wanted >= 0:
-                found = partition_log.offset_for_timestamp(0 if wanted == MAX_TIMESTAMP else wanted)
-                if wanted == MAX_TIMESTAMP and found is not None:
-                    found = _max_timestamp(partition)
-                if found is not None and found[0] < partition_log.high_watermark:
-                    offset, timestamp = found
+                batch = (
+                    _max_timestamp(partition) if wanted == MAX_TIMESTAMP
+                    else partition_log.offset_for_timestamp(wanted)
+                )
+                if batch is not None and batch[0] < partition_log.high_watermark:
+                    # A batch's max timestamp found it; the answer is a record in it.
+                    target = batch[1] if wanted == MAX_TIMESTAMP else wanted
+                    offset, timestamp = _first_record_at(partition, batch, target)
             else:
                 return error(index, ErrorCode.invalid_request)
             return api.build(
@@ -85,7 +93,7 @@ def handle_list_offsets(context: RequestContext, request: Any) -> Any:
 
 
 def _max_timestamp(partition: Partition) -> tuple[int, int] | None:
-    """Offset and value of the largest timestamp (ListOffsets -3): scan by halving."""
+    """(base offset, max timestamp) of the batch holding the largest timestamp (ListOffsets -3)."""
     partition_log = partition.log
     assert partition_log is not None
     best = partition_log.offset_for_timestamp(0)
@@ -99,6 +107,28 @@ def _max_timestamp(partition: Partition) -> tuple[int, int] | None:
             break
         best = higher
     return best
+
+
+def _first_record_at(partition: Partition, batch: tuple[int, int], target_ms: int) -> tuple[int, int]:
+    """(offset, timestamp) of the first record at or after `target_ms` in the batch
+    that `offset_for_timestamp` found; the batch's own (base, max) if its records
+    cannot be decoded (an unknown codec)."""
+    partition_log = partition.log
+    assert partition_log is not None
+    chunk = b"".join(bytes(c) for c in partition_log.read(batch[0], 1).chunks)
+    if not chunk:
+        return batch
+    _, size = peek_offset_and_size(chunk, 0)
+    try:
+        records = record_timestamps(memoryview(chunk)[:size])
+    except UndecodableBatch as e:
+        log.warning("ListOffsets on %s-%d: %s; answering by batch", partition.topic, partition.index, e)
+        return batch
+    start = partition_log.log_start_offset
+    for offset, timestamp in records:
+        if offset >= start and timestamp >= target_ms:
+            return offset, timestamp
+    return batch
 
 
 def handle_delete_records(context: RequestContext, request: Any) -> Any:
