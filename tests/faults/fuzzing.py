@@ -314,17 +314,50 @@ def length_fields(entity: Any) -> list[tuple[int, str]]:
     return out
 
 
-def with_null_array(entity: Any, field_name: str, correlation_id: int = 1) -> bytes:
-    """Header + body of `entity` with its top-level array `field_name` encoded as null
-    (int32 -1, or compact length 0) and everything else well-formed."""
-    empty = rc.encode_request(dataclasses.replace(entity, **{field_name: ()}), correlation_id)
+def _replace_array(obj: Any, names: list[str], new: tuple) -> Any:
+    """`obj` with the array at the path `names` replaced by `new`; on the way down the
+    path goes through struct fields and the first element of arrays."""
+    name, rest = names[0], names[1:]
+    value = getattr(obj, name)
+    if not rest:
+        assert isinstance(value, tuple), f"{name} is not an array"
+        return dataclasses.replace(obj, **{name: new})
+    if isinstance(value, tuple):
+        value = (_replace_array(value[0], rest, new),) + value[1:]
+    else:
+        value = _replace_array(value, rest, new)
+    return dataclasses.replace(obj, **{name: value})
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def with_array_length(entity: Any, field_path: str, length: int,
+                      correlation_id: int = 1) -> bytes:
+    """Header + body of `entity` with the array at `field_path` (dotted, e.g.
+    "topic_data.partition_data"; it must hold an element) emptied, then its length
+    prefix set to `length`: -1 is null (int32 -1, or compact 0); a positive length
+    declares elements that are not there. Everything else stays well-formed."""
+    names = field_path.split(".")
+    empty = rc.encode_request(_replace_array(entity, names, ()), correlation_id)
     full = rc.encode_request(entity, correlation_id)
     first = next(i for i, (a, b) in enumerate(zip(empty, full)) if a != b)
     if type(entity).__flexible__:
-        assert empty[first] == 0x01  # compact length 0 + 1
-        return empty[:first] + b"\x00" + empty[first + 1:]
-    assert empty[first - 3 : first + 1] == b"\x00\x00\x00\x00"
-    return empty[: first - 3] + b"\xff\xff\xff\xff" + empty[first + 1:]
+        assert empty[first] == 0x01, field_path  # compact length 0 + 1
+        return empty[:first] + _uvarint(length + 1) + empty[first + 1:]
+    assert empty[first - 3 : first + 1] == b"\x00\x00\x00\x00", field_path
+    return empty[: first - 3] + struct.pack(">i", length) + empty[first + 1:]
+
+
+def with_null_array(entity: Any, field_path: str, correlation_id: int = 1) -> bytes:
+    """Header + body of `entity` with the array at `field_path` encoded as null."""
+    return with_array_length(entity, field_path, -1, correlation_id)
 
 
 # -------------------------------------------------------------------------- mutations
@@ -481,158 +514,6 @@ def expected_batch_errors(damage: str) -> set[int]:
     return {rc.CORRUPT_MESSAGE}
 
 
-# -------------------------------------------------------------------------- known-bug guard
-# Two broker bugs found by this fuzz test, each reproduced by its own xfail
-# test in test_fuzz.py. The volume fuzz must not trip them, or it would find
-# nothing else (the first kills the broker, the second floods its log with
-# tracebacks), so it does not send frames that would:
-#
-# 1. Over-allocation: kio's native decoder reserves memory for a whole array
-#    (8 bytes per element) from the declared length *before* checking that
-#    the frame holds that many elements. A declared length of 2^31 makes the
-#    broker try to allocate 16 GiB, and the process aborts when that fails.
-#    Frames declaring a collection longer than the bytes left and at least
-#    this long are held back:
-OVERSIZED_COLLECTION_MIN = 1 << 22  # 4 Mi elements: ~32 MiB reserved, harmless
-# 2. Null arrays: kio decodes a null (length -1, or compact 0) for an array
-#    the schema says is not nullable as None, and the handlers iterate it:
-#    TypeError, a traceback, "internal error". Frames with such a null are
-#    held back.
-
-
-class _Stop(Exception):
-    """The decoder fails here without reserving anything large."""
-
-
-class _KnownBug(Exception):
-    pass
-
-
-_FIXED_SIZES = {"int8": 1, "int16": 2, "int32": 4, "int64": 8, "uint16": 2, "uint32": 4,
-                "uint64": 8, "float64": 8, "bool": 1, "uuid": 16, "timedelta_i32": 4,
-                "timedelta_i64": 8, "datetime_i64": 8, "error_code": 2}
-
-
-class _Walker:
-    """Reads a request the way the broker's decoder does, only to find its collection
-    lengths; stops (harmless) wherever the real decoder would fail first."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise _Stop
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def uvarint(self) -> int:
-        value = shift = 0
-        for _ in range(5):
-            (byte,) = self.take(1)
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-            shift += 7
-        raise _Stop  # "varint is too long"
-
-    def collection(self, length: int) -> int:
-        """A declared element count. The decoder reserves room for all of them, then
-        reads elements until the bytes run out (so reading goes on here too)."""
-        remaining = len(self.data) - self.pos
-        if length > remaining and length >= OVERSIZED_COLLECTION_MIN:
-            raise _KnownBug(f"oversized collection: {length} elements declared at byte "
-                            f"{self.pos} with {remaining} bytes left")
-        return length
-
-    def sized(self, flexible: bool, wide: bool) -> None:
-        """A string/bytes value: the decoder checks these lengths, so just skip."""
-        if flexible:
-            n = self.uvarint() - 1
-        else:
-            (n,) = struct.unpack(">i" if wide else ">h", self.take(4 if wide else 2))
-        if n >= 0:
-            self.take(n)
-
-    def primitive(self, kafka_type: str, flexible: bool) -> None:
-        if kafka_type in _FIXED_SIZES:
-            self.take(_FIXED_SIZES[kafka_type])
-        elif kafka_type == "string":
-            self.sized(flexible, wide=False)
-        elif kafka_type in ("bytes", "records"):
-            self.sized(flexible, wide=True)
-        else:
-            raise _Stop  # a type these requests do not use
-
-    def array_length(self, flexible: bool, nullable: bool) -> int:
-        if flexible:
-            n = self.uvarint() - 1
-        else:
-            (n,) = struct.unpack(">i", self.take(4))
-            if n < -1:
-                raise _Stop  # "negative array length"
-        if n == -1 and not nullable:
-            raise _KnownBug(f"null array at byte {self.pos} for a non-nullable field")
-        return self.collection(n) if n >= 0 else 0
-
-    def entity(self, cls: type, flexible: bool) -> None:
-        from kio.serial._introspect import (
-            EntityField,
-            EntityTupleField,
-            PrimitiveField,
-            classify_field,
-            get_field_tag,
-            get_schema_field_type,
-            is_optional,
-        )
-
-        for f in dataclasses.fields(cls):
-            if get_field_tag(f) is not None:
-                continue  # tagged fields come in the tagged section below
-            kind = classify_field(f)
-            if isinstance(kind, EntityField):
-                self.entity(kind.type_, flexible)
-            elif isinstance(kind, EntityTupleField):
-                for _ in range(self.array_length(flexible, is_optional(f))):
-                    self.entity(kind.type_, flexible)
-            elif isinstance(kind, PrimitiveField):
-                self.primitive(get_schema_field_type(f), flexible)
-            else:
-                for _ in range(self.array_length(flexible, is_optional(f))):
-                    self.primitive(get_schema_field_type(f), flexible)
-        if flexible:
-            for _ in range(self.collection(self.uvarint())):
-                self.uvarint()  # tag
-                self.take(self.uvarint())
-
-
-def trips_known_bug(payload: bytes, served: dict[int, tuple[int, int]] | None = None) -> str | None:
-    """Which known bug this request would trip in the broker, or None."""
-    if len(payload) < 8:
-        return None
-    api_key, version = struct.unpack_from(">hh", payload)
-    low, high = (SERVED if served is None else served).get(api_key, (1, 0))
-    if not low <= version <= high:
-        return None  # refused before decoding
-    cls = rc.request_class(api_key, version)
-    walker = _Walker(payload)
-    try:
-        walker.take(8)
-        walker.sized(False, wide=False)  # client_id: always a non-compact string
-        if cls.__flexible__:
-            for _ in range(walker.collection(walker.uvarint())):
-                walker.uvarint()
-                walker.take(walker.uvarint())
-        walker.entity(cls, cls.__flexible__)
-    except _Stop:
-        return None
-    except _KnownBug as e:
-        return f"{cls.__name__} v{version}: {e}"
-    return None
-
-
 # -------------------------------------------------------------------------- random frames
 class FrameSource:
     """Seeded volume generator of frame payloads (no size prefix); counts them by family."""
@@ -642,19 +523,9 @@ class FrameSource:
         self.samples = samples
         self.topic, self.partitions = produce_target
         self.counts: dict[str, int] = {}
-        self.held_back: dict[str, int] = {}  # known-bug kind -> frames not sent
 
     def next(self) -> bytes:
-        """The next frame payload, never one that trips a known bug."""
-        while True:
-            payload = self._next()
-            bug = trips_known_bug(payload)
-            if bug is None:
-                return payload
-            kind = "null array" if "null array" in bug else "oversized collection"
-            self.held_back[kind] = self.held_back.get(kind, 0) + 1
-
-    def _next(self) -> bytes:
+        """The next frame payload (anything a generator makes: nothing is held back)."""
         rng = self.rng
         r = rng.random()
         if r < 0.12:

@@ -1,15 +1,21 @@
-"""Well-formed requests the broker must refuse, and how it refuses them.
+"""Well-formed requests the broker must refuse, and how it refuses them; and unknown
+tagged fields, which it must skip rather than refuse.
 
 One broker for the module, with topic auto-creation off.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+from typing import Any
+
 import kclients
 import pytest
 import rawclient as rc
 from confluent_kafka import KafkaError
 from kawaproc import STORAGE, KawaProcess
+from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -122,24 +128,95 @@ def test_unknown_api_closes_only_that_connection(kawa, conn, api_key, version):
     assert kawa.alive()
 
 
-@pytest.mark.xfail(strict=True, raises=rc.ConnectionClosed, reason=(
-    "BROKER BUG: a request carrying a tagged field the schema does not know is refused "
-    "(kio raises KeyError 'Unknown tagged field tag: N', the connection is closed); "
-    "Kafka skips unknown tagged fields (KIP-482) so that newer clients can add them"))
-@pytest.mark.parametrize("where", ["body", "header"])
-def test_unknown_tagged_field_is_skipped(kawa, conn, where):
-    payload = rc.encode_request(rc.api_versions_request(3), 7)
-    unknown_tag = b"\x01\x63\x01\x00"  # one tagged field: tag 99, 1 byte of data
-    if where == "body":
-        assert payload.endswith(b"\x00")  # the body's (empty) tagged-field section
-        payload = payload[:-1] + unknown_tag
-    else:
-        end_of_client_id = 4 + 4 + 2 + len(rc.CLIENT_ID)
-        assert payload[end_of_client_id] == 0  # the header's (empty) tagged-field section
-        payload = payload[:end_of_client_id] + unknown_tag + payload[end_of_client_id + 1:]
+# Tagged fields (KIP-482): a receiver skips the tags it does not know, so that newer
+# clients can add them. kawa used to refuse them (kio raised KeyError 'Unknown tagged
+# field tag: N' and the connection was closed); these are the regression tests.
+UNKNOWN_TAG = b"\x01\x63\x01\x00"  # one tagged field: tag 99, 1 byte of data
+# Two: tag 99 (1 byte) and tag 1000 (uvarint e8 07) with 200 bytes (uvarint c8 01).
+UNKNOWN_TAGS = b"\x02\x63\x01\x00\xe8\x07\xc8\x01" + bytes(range(200))
+
+
+def with_tags(payload: bytes, part: Any, tags: bytes, keep: bytes = b"") -> bytes:
+    """`payload` with the tagged-field section that ends the encoding of `part` (the
+    header, the body, or an entity nested in it) replaced: its known fields `keep`
+    (their count included) become `tags` (count included) followed by `keep`'s fields."""
+    encoded = rc.encode_body(part)
+    section = keep or b"\x00"
+    assert encoded.endswith(section) and payload.count(encoded) == 1, type(part).__name__
+    at = payload.index(encoded) + len(encoded) - len(section)
+    if keep:  # the count is a single byte here: fewer than 127 tags
+        tags = bytes([tags[0] + keep[0]]) + keep[1:] + tags[1:]
+    return payload[:at] + tags + payload[at + len(section):]
+
+
+def header_of(entity: Any, correlation_id: int) -> Any:
+    assert type(entity).__flexible__
+    return RequestHeaderV2(request_api_key=type(entity).__api_key__,
+                           request_api_version=type(entity).__version__,
+                           correlation_id=correlation_id, client_id=rc.CLIENT_ID)
+
+
+def send_and_decode(conn: rc.RawConnection, payload: bytes) -> tuple[int, Any]:
+    api_key, version = struct.unpack_from(">hh", payload)
     conn.send(rc.frame(payload))
-    correlation_id, response = rc.decode_response(rc.API_VERSIONS, 3, conn.recv_frame(5.0))
+    return rc.decode_response(api_key, version, conn.recv_frame(5.0))
+
+
+@pytest.mark.parametrize("tags", [UNKNOWN_TAG, UNKNOWN_TAGS], ids=["one", "two"])
+@pytest.mark.parametrize("where", ["body", "header", "header+body"])
+def test_unknown_tagged_field_is_skipped(kawa, conn, where, tags):
+    mark = kawa.log_mark()
+    expected = conn.request(rc.api_versions_request(3))
+    request = rc.api_versions_request(3)
+    payload = rc.encode_request(request, 7)
+    if "body" in where:
+        payload = with_tags(payload, request, tags)
+    if "header" in where:
+        payload = with_tags(payload, header_of(request, 7), tags)
+    correlation_id, response = send_and_decode(conn, payload)
     assert correlation_id == 7 and response.error_code == rc.NONE
+    assert response.api_keys == expected.api_keys
+    # The connection stays open and in step.
+    assert conn.request(rc.metadata_request([], 9)).brokers
+    assert "closing connection" not in kawa.log_since(mark)
+
+
+@pytest.mark.parametrize("where", ["FetchRequest", "FetchTopic", "FetchPartition", "header",
+                                   "everywhere"])
+def test_unknown_tagged_fields_beside_known_ones_are_skipped(kawa, conn, where):
+    """Fetch v12 carries a known tagged field (cluster_id, tag 0) in its body: unknown
+    tags around it and in nested entities are skipped and the fetch is served."""
+    topic = kclients.unique("tagged")
+    rc.create_topic(conn, topic, 1)
+    rc.produce_one(conn, topic, 0, bytes(rc.record_batch([b"one", b"two"])))
+    request = dataclasses.replace(rc.fetch_request(topic, 0, 0, 12), cluster_id="c-1")
+    known = b"\x01\x00\x04\x04c-1"  # the body's section: tag 0, 4 bytes, compact "c-1"
+    payload = rc.encode_request(request, 8)
+    parts = {"FetchRequest": (request, known), "FetchTopic": (request.topics[0], b""),
+             "FetchPartition": (request.topics[0].partitions[0], b""),
+             "header": (header_of(request, 8), b"")}
+    for name, (part, keep) in parts.items():
+        if where in (name, "everywhere"):
+            payload = with_tags(payload, part, UNKNOWN_TAGS, keep)
+    mark = kawa.log_mark()
+    correlation_id, response = send_and_decode(conn, payload)
+    assert correlation_id == 8 and response.error_code == rc.NONE
+    fetched = response.responses[0]
+    assert fetched.topic == topic and fetched.partitions[0].error_code == rc.NONE
+    assert list(rc.decode_batches(fetched.partitions[0].records)) == [(0, b"one"), (1, b"two")]
+    assert "closing connection" not in kawa.log_since(mark)
+
+
+def test_unknown_tagged_field_in_a_nested_entity_is_skipped(kawa, conn):
+    topic = kclients.unique("tagged")
+    rc.create_topic(conn, topic, 3)
+    request = rc.metadata_request([topic, "tagged-absent"], 9)
+    payload = with_tags(rc.encode_request(request, 9), request.topics[0], UNKNOWN_TAGS)
+    payload = with_tags(payload, request.topics[1], UNKNOWN_TAG)
+    correlation_id, response = send_and_decode(conn, payload)
+    assert correlation_id == 9
+    answered = {t.name: (t.error_code, len(t.partitions)) for t in response.topics}
+    assert answered == {topic: (rc.NONE, 3), "tagged-absent": (rc.UNKNOWN_TOPIC_OR_PARTITION, 0)}
 
 
 def test_request_shorter_than_a_header_closes_connection(kawa, conn):

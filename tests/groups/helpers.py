@@ -149,9 +149,9 @@ def settled_assignment(consumers: list[ConsumerProcess], partitions: int) -> boo
 
 
 def generations(log_text: str, group: str) -> list[int]:
-    """Generations the broker logged for `group` ("group G: generation N with ...")."""
+    """Generations the broker logged for `group` ("group 'G': generation N with ...")."""
     out = []
-    marker = f"group {group}: generation "
+    marker = f"group {group!r}: generation "
     for line in log_text.splitlines():
         at = line.find(marker)
         if at >= 0 and " with " in line:

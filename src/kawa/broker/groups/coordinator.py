@@ -245,7 +245,7 @@ class GroupCoordinator(GroupOffsets):
             group.pending_sync.add(new_id)
         self._update_member(member, req, reply)
         self._arm_session(group, member)
-        log.info("group %s: static member %s restarted as %s", group.group_id, req.instance_id,
+        log.info("group %r: static member %r restarted as %r", group.group_id, req.instance_id,
                  new_id)
         if group.state is S.STABLE:
             if group.select_protocol() != group.protocol_name:
@@ -294,7 +294,7 @@ class GroupCoordinator(GroupOffsets):
                 self._answer_sync(m, SyncResult(E.rebalance_in_progress))
         was_empty = group.state is S.EMPTY
         fire(group, Event.REBALANCE, now_ms)
-        log.info("group %s: preparing rebalance (generation %d): %s", group.group_id,
+        log.info("group %r: preparing rebalance (generation %d): %s", group.group_id,
                  group.generation, reason)
         group.pending_sync.clear()
         group.sync_deadline_ms = None
@@ -317,7 +317,7 @@ class GroupCoordinator(GroupOffsets):
     def _complete_join(self, group: Group, now_ms: int) -> None:
         for m in list(group.members.values()):
             if m.join_reply is None:
-                log.info("group %s: removing member %s: it did not rejoin within the rebalance "
+                log.info("group %r: removing member %r: it did not rejoin within the rebalance "
                          "timeout", group.group_id, m.member_id)
                 self._remove(group, m, now_ms, rebalance=False)
         group.join_deadline_ms = None
@@ -328,13 +328,13 @@ class GroupCoordinator(GroupOffsets):
             group.leader_id = None
             group.empty_since_ms = now_ms
             fire(group, Event.ALL_GONE, now_ms)
-            log.info("group %s: generation %d is empty", group.group_id, group.generation)
+            log.info("group %r: generation %d is empty", group.group_id, group.generation)
             return
         if group.leader_id not in group.members:
             group.leader_id = next(iter(group.members))
         group.protocol_name = group.select_protocol()
         fire(group, Event.JOIN_COMPLETE, now_ms)
-        log.info("group %s: generation %d with %d members, protocol %s, leader %s",
+        log.info("group %r: generation %d with %d members, protocol %s, leader %s",
                  group.group_id, group.generation, len(group.members), group.protocol_name,
                  group.leader_id)
         group.pending_sync = set(group.members)
@@ -412,7 +412,7 @@ class GroupCoordinator(GroupOffsets):
             for m in group.members.values():
                 m.assignment = assignments.get(m.member_id, b"")
             fire(group, Event.LEADER_SYNC, now_ms)
-            log.info("group %s: generation %d is stable", group.group_id, group.generation)
+            log.info("group %r: generation %d is stable", group.group_id, group.generation)
             for m in group.members.values():
                 if m.sync_reply is not None:
                     m.last_heartbeat_ms = now_ms
@@ -468,7 +468,7 @@ class GroupCoordinator(GroupOffsets):
             if member is None:
                 errors.append(E.unknown_member_id)
                 continue
-            log.debug("group %s: member %s left", group.group_id, member_id)
+            log.debug("group %r: member %r left", group.group_id, member_id)
             self._remove(group, member, now_ms)
             errors.append(E.none)
         return E.none, errors
@@ -510,7 +510,7 @@ class GroupCoordinator(GroupOffsets):
         if member.waiting:
             member.last_heartbeat_ms = max(member.last_heartbeat_ms, now_ms)
         if member.last_heartbeat_ms + member.session_timeout_ms <= now_ms:
-            log.info("group %s: member %s expired (no heartbeat for %d ms)", group.group_id,
+            log.info("group %r: member %r expired (no heartbeat for %d ms)", group.group_id,
                      member.member_id, member.session_timeout_ms)
             self._remove(group, member, now_ms)
         else:
@@ -534,7 +534,7 @@ class GroupCoordinator(GroupOffsets):
         if not late or group.state not in (S.COMPLETING_REBALANCE, S.STABLE):
             return
         for m in late:
-            log.info("group %s: removing member %s: it did not sync within the rebalance "
+            log.info("group %r: removing member %r: it did not sync within the rebalance "
                      "timeout", group.group_id, m.member_id)
             self._remove(group, m, now_ms, rebalance=False)
         self._prepare_rebalance(group, now_ms, "members did not collect their assignment")

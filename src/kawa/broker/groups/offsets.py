@@ -92,7 +92,7 @@ class GroupOffsets:
             try:
                 self.store.commit_offsets(records)
             except Exception as e:  # noqa: BLE001 - any store failure is answered, not raised
-                log.error("group %s: storing %d offsets failed: %r", group_id, len(records), e)
+                log.error("group %r: storing %d offsets failed: %r", group_id, len(records), e)
                 return E.coordinator_not_available
         for r in records:
             group.offsets[(r.topic, r.partition)] = r
@@ -126,7 +126,7 @@ class GroupOffsets:
             try:
                 self.store.delete_committed_offsets(group_id, gone)
             except Exception as e:  # noqa: BLE001 - any store failure is answered, not raised
-                log.error("group %s: deleting offsets failed: %r", group_id, e)
+                log.error("group %r: deleting offsets failed: %r", group_id, e)
                 return E.coordinator_not_available, {}
             for tp in gone:
                 del group.offsets[tp]
@@ -151,7 +151,7 @@ class GroupOffsets:
                 try:
                     self.store.delete_committed_offsets(group.group_id, gone)
                 except Exception as e:  # noqa: BLE001 - any store failure is answered, not raised
-                    log.error("group %s: expiring offsets failed: %r", group.group_id, e)
+                    log.error("group %r: expiring offsets failed: %r", group.group_id, e)
                     continue
                 for tp in gone:
                     del group.offsets[tp]
@@ -178,11 +178,11 @@ class GroupOffsets:
         try:
             self.store.delete_committed_offsets(group_id)
         except Exception as e:  # noqa: BLE001 - any store failure is answered, not raised
-            log.error("group %s: deleting offsets failed: %r", group_id, e)
+            log.error("group %r: deleting offsets failed: %r", group_id, e)
             return E.coordinator_not_available
         fire(group, Event.DELETE, now_ms)
         del self.groups[group_id]
-        log.info("group %s deleted", group_id)
+        log.info("group %r deleted", group_id)
         return E.none
 
     def list_groups(self) -> list[Group]:

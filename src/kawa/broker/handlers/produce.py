@@ -127,7 +127,7 @@ def handle_produce(context: RequestContext, request: Any) -> Any:
             if result.error is not ErrorCode.none:
                 context.broker.metrics.error(api.PRODUCE, result.error.name)
                 log.info(
-                    "produce to %s-%d from %s refused: %s %s",
+                    "produce to %r partition %d from %s refused: %s %s",
                     topic_data.name, data.index, context.peer, result.error.name, result.message,
                 )
         answers.append((topic_data.name, results))
