@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kawa.protocol.varint import encode_uvarint
+
 _I32 = struct.Struct(">i")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error, high watermark, last stable
 _I64 = struct.Struct(">q")
@@ -36,13 +38,6 @@ class TopicFetch:
     partitions: list[PartitionFetch]
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encode_fetch_response(
@@ -57,15 +52,15 @@ def encode_fetch_response(
         head += _TOP_V7.pack(0, error_code, session_id)
     else:
         head += _I32.pack(0)
-    head += _uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
+    head += encode_uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
     for topic in topics:
         if version >= 13:
             head += topic.topic_id.bytes
         else:
             name = topic.name.encode()
-            head += _uvarint(len(name) + 1) if flexible else struct.pack(">h", len(name))
+            head += encode_uvarint(len(name) + 1) if flexible else struct.pack(">h", len(name))
             head += name
-        head += _uvarint(len(topic.partitions) + 1) if flexible else _I32.pack(len(topic.partitions))
+        head += encode_uvarint(len(topic.partitions) + 1) if flexible else _I32.pack(len(topic.partitions))
         for p in topic.partitions:
             # last_stable_offset == high watermark: no transactions.
             head += _PARTITION_HEAD.pack(p.index, p.error_code, p.high_watermark, p.high_watermark)
@@ -75,7 +70,7 @@ def encode_fetch_response(
             head += b"\x01" if flexible else b"\x00\x00\x00\x00"
             if version >= 11:
                 head += b"\xff\xff\xff\xff"  # preferred_read_replica -1
-            head += _uvarint(p.size_bytes + 1) if flexible else _I32.pack(p.size_bytes)
+            head += encode_uvarint(p.size_bytes + 1) if flexible else _I32.pack(p.size_bytes)
             if p.size_bytes:
                 parts.append(bytes(head))
                 parts.extend(p.chunks)

@@ -34,6 +34,8 @@ from kio.serial._introspect import (
     is_optional,
 )
 
+from kawa.protocol.varint import encode_uvarint
+
 
 class MalformedRequest(ValueError):
     pass
@@ -197,7 +199,7 @@ class _Walker:
             self.cuts.extend(inner.cuts)
             kept.append((start, self.pos))
         if unknown:
-            replacement = _uvarint(len(kept)) + b"".join(
+            replacement = encode_uvarint(len(kept)) + b"".join(
                 bytes(self.data[s:e]) for s, e in kept
             )
             # Known tags inside kept fields were already checked; drop their
@@ -206,13 +208,6 @@ class _Walker:
             self.cuts.append((section_start, self.pos, replacement))
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def check_request(
