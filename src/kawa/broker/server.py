@@ -9,7 +9,6 @@ close the store.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -202,42 +201,3 @@ class Broker:
     def wait_for_buffer_space(self, connection: Connection) -> None:
         self._waiting_for_buffer.add(connection)
 
-
-def run(config: BrokerConfig) -> None:
-    """Run a broker in the foreground until SIGTERM/SIGINT."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without
-        pass
-
-    async def main() -> None:
-        broker = Broker(config)
-        notes = await broker.start()
-        # Start-up objects (kio schemas, topic tables) never die: move them out
-        # of the collector's sight so that its pauses stay short on the request path.
-        gc.collect()
-        gc.freeze()
-        host, port = broker.advertised
-        topics = len(broker.topics.topics)
-        partitions = sum(len(t.partitions) for t in broker.topics.topics.values())
-        recovered = "; ".join(notes) if notes else "clean"
-        log.info(
-            "kawa broker %d listening on %s:%d (advertised %s:%d), data in %s, "
-            "recovered %d topics / %d partitions (%s), durability=%s, http port %s",
-            config.broker_id,
-            config.listen_host,
-            broker.port,
-            host,
-            port,
-            config.data_dir,
-            topics,
-            partitions,
-            recovered,
-            config.durability.value,
-            broker.http.port or "off",
-        )
-        await broker.serve_until_stopped()
-
-    asyncio.run(main())

@@ -107,7 +107,7 @@ class Guard:
     message: str
 
 
-S, C, O = State, Command, Outcome
+S, C, Out = State, Command, Outcome
 
 _SCHEMA_BEHIND = (
     "the metadata store at {location} has schema version {schema}, this kawa needs "
@@ -121,62 +121,63 @@ _SCHEMA_AHEAD = (
 
 RULES: tuple[Rule, ...] = (
     # absent
-    Rule(S.absent, C.install, O.allowed, S.installed,
+    Rule(S.absent, C.install, Out.allowed, S.installed,
          "installed a deployment at {location} (schema version {code_schema})"),
-    Rule(S.absent, C.up, O.refused, None,
+    Rule(S.absent, C.up, Out.refused, None,
          "no deployment at {location}: install it first with `kawa install{c}`"),
-    Rule(S.absent, C.down, O.noop, None, "no deployment at {location}: nothing to stop"),
-    Rule(S.absent, C.maintenance_enter, O.refused, None,
+    Rule(S.absent, C.down, Out.noop, None, "no deployment at {location}: nothing to stop"),
+    Rule(S.absent, C.maintenance_enter, Out.refused, None,
          "no deployment at {location}: install it first with `kawa install{c}`"),
-    Rule(S.absent, C.maintenance_exit, O.refused, None,
+    Rule(S.absent, C.maintenance_exit, Out.refused, None,
          "no deployment at {location}: install it first with `kawa install{c}`"),
-    Rule(S.absent, C.migrate, O.refused, None,
+    Rule(S.absent, C.migrate, Out.refused, None,
          "no deployment at {location} to migrate: `kawa install{c}` creates the current schema"),
-    Rule(S.absent, C.delete, O.noop, None, "no deployment at {location}: nothing to delete"),
+    Rule(S.absent, C.delete, Out.noop, None, "no deployment at {location}: nothing to delete"),
     # installed
-    Rule(S.installed, C.install, O.refused, None,
+    Rule(S.installed, C.install, Out.refused, None,
          "already installed at {location} (schema version {schema}): start it with `kawa up{c}`, "
          "or remove it first with `kawa delete{c}`"),
-    Rule(S.installed, C.up, O.allowed, S.running, "started {location}"),
-    Rule(S.installed, C.down, O.noop, None, "no broker of {location} is running: nothing to stop"),
-    Rule(S.installed, C.maintenance_enter, O.allowed, S.maintenance,
+    Rule(S.installed, C.up, Out.allowed, S.running, "started {location}"),
+    Rule(S.installed, C.down, Out.noop, None,
+         "no broker of {location} is running: nothing to stop"),
+    Rule(S.installed, C.maintenance_enter, Out.allowed, S.maintenance,
          "{location} is in maintenance: brokers will refuse to start; `kawa migrate{c}` upgrades "
          "the schema; leave with `kawa maintenance exit{c}`"),
-    Rule(S.installed, C.maintenance_exit, O.noop, None,
+    Rule(S.installed, C.maintenance_exit, Out.noop, None,
          "{location} is not in maintenance: nothing to do"),
-    Rule(S.installed, C.migrate, O.refused, None,
+    Rule(S.installed, C.migrate, Out.refused, None,
          "migrations run only in maintenance: `kawa maintenance enter{c}` first"),
-    Rule(S.installed, C.delete, O.allowed, S.absent, "deleted the deployment at {location}"),
+    Rule(S.installed, C.delete, Out.allowed, S.absent, "deleted the deployment at {location}"),
     # running
-    Rule(S.running, C.install, O.refused, None,
+    Rule(S.running, C.install, Out.refused, None,
          "already installed and running at {location} ({running})"),
-    Rule(S.running, C.up, O.refused, None,
+    Rule(S.running, C.up, Out.refused, None,
          "already running at {location}: {running}; stop it with `kawa down{c}` first"),
-    Rule(S.running, C.down, O.allowed, S.installed, "stopped {location}"),
-    Rule(S.running, C.maintenance_enter, O.refused, None,
+    Rule(S.running, C.down, Out.allowed, S.installed, "stopped {location}"),
+    Rule(S.running, C.maintenance_enter, Out.refused, None,
          "brokers are running ({running}): stop them with `kawa down{c}`, then run "
          "`kawa maintenance enter{c}` again (kawa does not stop brokers for you here)"),
-    Rule(S.running, C.maintenance_exit, O.noop, None,
+    Rule(S.running, C.maintenance_exit, Out.noop, None,
          "{location} is not in maintenance (it is running): nothing to do"),
-    Rule(S.running, C.migrate, O.refused, None,
+    Rule(S.running, C.migrate, Out.refused, None,
          "brokers are running ({running}): migrations run only in maintenance; "
          "`kawa down{c}`, then `kawa maintenance enter{c}`"),
-    Rule(S.running, C.delete, O.refused, None,
+    Rule(S.running, C.delete, Out.refused, None,
          "brokers are running ({running}): stop them with `kawa down{c}` before deleting"),
     # maintenance
-    Rule(S.maintenance, C.install, O.refused, None,
+    Rule(S.maintenance, C.install, Out.refused, None,
          "already installed at {location} (in maintenance, schema version {schema})"),
-    Rule(S.maintenance, C.up, O.refused, None,
+    Rule(S.maintenance, C.up, Out.refused, None,
          "{location} is in maintenance: brokers do not start until `kawa maintenance exit{c}`"),
-    Rule(S.maintenance, C.down, O.noop, None,
+    Rule(S.maintenance, C.down, Out.noop, None,
          "{location} is in maintenance: no broker is running, nothing to stop"),
-    Rule(S.maintenance, C.maintenance_enter, O.noop, None,
+    Rule(S.maintenance, C.maintenance_enter, Out.noop, None,
          "{location} is already in maintenance"),
-    Rule(S.maintenance, C.maintenance_exit, O.allowed, S.installed,
+    Rule(S.maintenance, C.maintenance_exit, Out.allowed, S.installed,
          "{location} left maintenance: start it with `kawa up{c}`"),
-    Rule(S.maintenance, C.migrate, O.allowed, S.maintenance,
+    Rule(S.maintenance, C.migrate, Out.allowed, S.maintenance,
          "migrated {location} to schema version {code_schema}"),
-    Rule(S.maintenance, C.delete, O.allowed, S.absent, "deleted the deployment at {location}"),
+    Rule(S.maintenance, C.delete, Out.allowed, S.absent, "deleted the deployment at {location}"),
 )
 
 GUARDS: tuple[Guard, ...] = (
@@ -190,8 +191,8 @@ GUARDS: tuple[Guard, ...] = (
 
 _TABLE: dict[tuple[State, Command], Rule] = {(r.state, r.command): r for r in RULES}
 assert len(_TABLE) == len(RULES) == len(State) * len(Command), "one rule per (state, command)"
-assert all((r.outcome is O.allowed) == (r.to is not None) for r in RULES)
-assert all(_TABLE[(g.state, g.command)].outcome is O.allowed for g in GUARDS)
+assert all((r.outcome is Out.allowed) == (r.to is not None) for r in RULES)
+assert all(_TABLE[(g.state, g.command)].outcome is Out.allowed for g in GUARDS)
 
 
 @dataclass(frozen=True)

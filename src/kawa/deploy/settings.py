@@ -274,23 +274,27 @@ def _where(key: str, sources: Mapping[str, Source]) -> str:
 
 
 def _explain(error: ValidationError, sources: Mapping[str, Source], file: Path | None) -> str:
-    lines = []
+    lines: list[tuple[int, str]] = []
     for item in error.errors():
         key = str(item["loc"][0]) if item["loc"] else ""
         where = _where(key, sources)
         if item["type"] == "extra_forbidden":
             close = difflib.get_close_matches(key, FIELDS, n=1)
             suggestion = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(
-                f"{where}: unknown setting {key!r}{suggestion} (`kawa config show` lists "
-                "every setting)"
-            )
+            lines.append((_line_of(where), (f"{where}: unknown setting {key!r}{suggestion} "
+                                           "(`kawa config show` lists every setting)")))
             continue
         message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {key}: {message} (got {item.get('input')!r})")
-    if file is not None and len(lines) > 1:
-        return f"invalid configuration in {file}:\n  " + "\n  ".join(lines)
-    return "invalid configuration: " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
+        lines.append((_line_of(where), f"{where}: {key}: {message} (got {item.get('input')!r})"))
+    texts = [text for _, text in sorted(lines, key=lambda pair: pair[0])]
+    if len(texts) == 1:
+        return texts[0]
+    return f"invalid configuration{f' in {file}' if file else ''}:\n  " + "\n  ".join(texts)
+
+
+def _line_of(where: str) -> int:
+    number = where.rpartition(":")[2]
+    return int(number) if number.isdigit() else 0
 
 
 # -- output --------------------------------------------------------------------
@@ -301,7 +305,8 @@ def to_toml(resolved: Resolved) -> str:
     out = []
     for name, value, source in resolved.rows():
         if value is None:
-            out.append(f'# {name} = "off"  # unset ({source})')
+            off = ' = "off"' if name == "http_port" else ""
+            out.append(f"# {name}{off}  # unset ({source})")
             continue
         if isinstance(value, bool):
             text = "true" if value else "false"

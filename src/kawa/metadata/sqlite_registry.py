@@ -95,7 +95,9 @@ class SqliteRegistry:
     def open(cls, path: Path, *, busy_timeout_s: float = 5.0, durable: bool = True) -> Self:
         """Open an installed store as it is (no create, no migrate). ``durable=False``:
         commits are not fsynced (a connection used only for heartbeats)."""
-        store = cls(path, create=False, migrate=False, busy_timeout_s=busy_timeout_s)  # type: ignore[call-arg]
+        store = cls(  # type: ignore[call-arg]
+            path, create=False, migrate=False, busy_timeout_s=busy_timeout_s
+        )
         if store.stored_schema_version() == 0:
             store.close()  # type: ignore[attr-defined]
             raise StoreUnavailable(str(path), "empty file, not installed", missing=True)
@@ -122,6 +124,10 @@ class SqliteRegistry:
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             raise
         return store
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a statement waits for another connection's lock before failing."""
+        self._db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     # -- schema --------------------------------------------------------------
 
