@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from waiting import free_port
+
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 READY_MARKER = "listening"
@@ -35,10 +37,6 @@ def target() -> str:
     return t
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tansu_binary() -> str:

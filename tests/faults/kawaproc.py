@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from waiting import free_port
+
 REPO_SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -24,10 +26,6 @@ LOCAL_STORAGE = importlib.util.find_spec("kawa.storage.local.log") is not None
 STORAGE = "local" if LOCAL_STORAGE else "memory"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class KawaProcess:

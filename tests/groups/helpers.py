@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import waiting
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -51,14 +52,7 @@ def produce(bootstrap: str, topic: str, partitions: int, count: int, start: int 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S,
                interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
-        time.sleep(interval)
+    return waiting.wait_until(check, what, timeout, interval)
 
 
 class ConsumerProcess:

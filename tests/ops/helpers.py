@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import waiting
+from waiting import free_port
+
 REPO_SRC = Path(__file__).resolve().parents[2] / "src"
 COMMAND_TIMEOUT_S = 60.0
 DEADLINE_S = 20.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_port_block(size: int, avoid: Collection[int] = ()) -> int:
@@ -87,14 +86,7 @@ def kawa(*args: str, cwd: Path, env: dict[str, str] | None = None, input: str | 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S,
                interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
-        time.sleep(interval)
+    return waiting.wait_until(check, what, timeout, interval)
 
 
 def pid_alive(pid: int) -> bool:
