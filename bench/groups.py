@@ -181,8 +181,8 @@ def main() -> None:
         f"# groups benchmark — {time.strftime('%Y-%m-%dT%H:%M:%S%z')}",
         "",
         f"- machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
-        f"- {args.consumers} consumers on one topic, {args.rate:g} records/s × {args.seconds:g} s "
-        f"of {args.size} B; command: `bench/groups.py`",
+        (f"- {args.consumers} consumers on one topic, {args.rate:g} records/s × {args.seconds:g} s "
+        f"of {args.size} B; command: `bench/groups.py`"),
         "",
         "| mode | delivered/s | p50 ms | p99 ms | max ms | broker CPU s | delivered / expected |",
         "|---|---|---|---|---|---|---|",
@@ -192,8 +192,8 @@ def main() -> None:
             f"| {r.mode} | {r.delivered_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
             f"{r.max_ms:.2f} | {r.broker_cpu_s:.2f} | {r.delivered:,} / {r.produced * r.consumers:,} |"
         )
-    lines += ["", f"groups / no groups: delivered/s {grouped.delivered_per_s / base.delivered_per_s:.2f}×, "
-              f"p99 {grouped.p99_ms / base.p99_ms:.2f}×, broker CPU {grouped.broker_cpu_s / max(base.broker_cpu_s, 1e-9):.2f}×"]
+    lines += ["", (f"groups / no groups: delivered/s {grouped.delivered_per_s / base.delivered_per_s:.2f}×, "
+              f"p99 {grouped.p99_ms / base.p99_ms:.2f}×, broker CPU {grouped.broker_cpu_s / max(base.broker_cpu_s, 1e-9):.2f}×")]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
