@@ -30,6 +30,8 @@ from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32Timedelta
 
+from kawa.protocol.varint import decode_uvarint
+
 SIZE = struct.Struct(">i")
 CLIENT_ID = "kawa-faults"
 
@@ -111,15 +113,6 @@ def raw_header(api_key: int, version: int, correlation_id: int, client_id: bytes
     return struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
 
 
-def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 def response_flexible_header(api_key: int, version: int) -> bool:
@@ -132,10 +125,10 @@ def decode_response(api_key: int, version: int, payload: bytes) -> tuple[int, An
     (correlation_id,) = SIZE.unpack_from(payload, 0)
     pos = 4
     if response_flexible_header(api_key, version):
-        count, pos = _read_uvarint(payload, pos)
+        count, pos = decode_uvarint(payload, pos)
         for _ in range(count):  # skip tagged fields
-            _, pos = _read_uvarint(payload, pos)
-            size, pos = _read_uvarint(payload, pos)
+            _, pos = decode_uvarint(payload, pos)
+            size, pos = decode_uvarint(payload, pos)
             pos += size
     entity, _ = entity_reader(response_class(api_key, version))(payload, pos)
     return correlation_id, entity
@@ -366,7 +359,7 @@ def varint(value: int) -> bytes:
 
 
 def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    raw, pos = _read_uvarint(buf, pos)
+    raw, pos = decode_uvarint(buf, pos)
     return (raw >> 1) ^ -(raw & 1), pos
 
 

@@ -21,6 +21,8 @@ from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32Timedelta
 
+from kawa.protocol.varint import decode_uvarint
+
 CLIENT_ID = "kawa-groups-test"
 API_VERSIONS = 18
 
@@ -45,15 +47,6 @@ def _encode(entity: Any) -> bytes:
     return buf.getvalue()
 
 
-def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 class Wire:
@@ -95,10 +88,10 @@ class Wire:
         assert correlation_id == self.correlation_id
         pos = 4
         if flexible and api_key != API_VERSIONS:
-            count, pos = _uvarint(frame, pos)
+            count, pos = decode_uvarint(frame, pos)
             for _ in range(count):
-                _, pos = _uvarint(frame, pos)
-                length, pos = _uvarint(frame, pos)
+                _, pos = decode_uvarint(frame, pos)
+                length, pos = decode_uvarint(frame, pos)
                 pos += length
         response, _ = entity_reader(load_response_schema(api_key, version))(frame, pos)
         return response

@@ -11,6 +11,7 @@ import gzip
 import struct
 
 from kawa.protocol.recordbatch import HEADER_SIZE_BYTES, read_header
+from kawa.protocol.varint import decode_uvarint
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 
@@ -20,17 +21,12 @@ class UndecodableBatch(ValueError):
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Zigzag varint at pos -> (value, next pos). At most 10 bytes (a varlong)."""
-    shift = 0
-    raw = 0
-    for _ in range(10):
-        byte = buf[pos]
-        pos += 1
-        raw |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
-    raise UndecodableBatch("varint longer than 10 bytes")
+    """Zigzag varint at pos -> (value, next pos)."""
+    try:
+        raw, pos = decode_uvarint(buf, pos)
+    except ValueError as e:
+        raise UndecodableBatch(str(e)) from None
+    return (raw >> 1) ^ -(raw & 1), pos
 
 
 def _snappy(data: bytes) -> bytes:

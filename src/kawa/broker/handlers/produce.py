@@ -64,29 +64,24 @@ def _append(
             result.error = ErrorCode.invalid_record
             result.message = "transactions are not supported by kawa"
             return
-    if len(headers) == 1:
-        # The common case, and the only one where a retry can be recognised.
+    for header in headers:
         try:
-            duplicate_of = partition.producers.check(headers[0])
+            duplicate_of = partition.producers.check(header)
         except SequenceError as e:
             result.error, result.message = e.code, str(e)
             return
-        if duplicate_of is not None:
-            result.base_offset = duplicate_of
-            result.log_start_offset = partition_log.log_start_offset
-            result.durable_end_offset = duplicate_of + headers[0].last_offset_delta + 1
-            result.partition = partition
+        if duplicate_of is None:
+            continue
+        if len(headers) > 1:
+            # A retry is recognised only as the whole single batch it was.
+            result.error = ErrorCode.invalid_record
+            result.message = "duplicate batch inside a multi-batch set"
             return
-    else:
-        for header in headers:
-            try:
-                if partition.producers.check(header) is not None:
-                    raise SequenceError(
-                        ErrorCode.invalid_record, "duplicate batch inside a multi-batch set"
-                    )
-            except SequenceError as e:
-                result.error, result.message = e.code, str(e)
-                return
+        result.base_offset = duplicate_of
+        result.log_start_offset = partition_log.log_start_offset
+        result.durable_end_offset = duplicate_of + header.last_offset_delta + 1
+        result.partition = partition
+        return
     base = partition_log.append(buffer, headers)
     result.records = sum(h.record_count for h in headers)
     offset = base
